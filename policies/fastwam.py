@@ -29,11 +29,12 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-from wambench.policies.imagewam import ImageWAMPolicy, _dtype
+from wambench.policies.imagewam import ImageWAMPolicy
 from wambench.policies.wam.backbones.common import rope_angles, rotate_pairs
 from wambench.policies.wam.checkpoint import MODEL_FILE, STATS_FILE, CheckpointError, load_exact, sha256_file, write_checkpoint
 from wambench.policies.wam.flow import FlowSchedule
 from wambench.policies.wam.hooks import ActionState, BackboneInputs
+from wambench.policies.wam.loading import device_and_dtype, local_dirs, require_subdirs
 from wambench.policies.wam.model import WamModel
 from wambench.policies.wam.normalize import Normalizer
 from wambench.policies.wam.text import PromptEncoder, byte_tokenizer
@@ -390,22 +391,14 @@ def fastwam(checkpoint: str | None = None, base_model: str | None = None, mode: 
             steps: int | None = None, shift: float | None = None, chunk_size: int | None = None,
             device: str | None = None, dtype: str | None = None) -> ImageWAMPolicy:
     """The real Fast-WAM: checkpoint=DIR (released layout), base_model=DIR (diffusers Wan2.2-TI2V-5B folder)."""
-    if not checkpoint or not base_model:
-        missing = " and ".join(n for n, v in (("checkpoint=DIR", checkpoint), ("base_model=DIR", base_model)) if not v)
-        raise ValueError(f"fastwam needs {missing} (-a checkpoint=... -a base_model=...): a local Fast-WAM checkpoint "
-                         "(model.pt + dataset_stats.json) and a Wan2.2-TI2V-5B diffusers folder; fastwam_tiny needs none")
-    for what, path in (("checkpoint", checkpoint), ("base_model", base_model)):
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"fastwam {what} directory not found: {path}")
+    dirs = local_dirs("fastwam", "a local Fast-WAM checkpoint (model.pt + dataset_stats.json) and a Wan2.2-TI2V-5B "
+                      "diffusers folder; fastwam_tiny needs none", checkpoint=checkpoint, base_model=base_model)
     from diffusers import AutoencoderKLWan
     from transformers import AutoTokenizer, UMT5EncoderModel
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch_dtype = _dtype(dtype or ("bf16" if device.startswith("cuda") else "fp32"))
-    base = Path(base_model)
-    for sub in ("vae", "text_encoder", "tokenizer"):
-        if not (base / sub).is_dir():
-            raise FileNotFoundError(f"base model directory {base} has no {sub}/ folder")
+    device, torch_dtype = device_and_dtype(device, dtype)
+    base = dirs["base_model"]
+    require_subdirs(base, "vae", "text_encoder", "tokenizer")
     cfg = FastWamConfig()
     cfg = dataclasses.replace(cfg, steps=int(steps or cfg.steps), shift=float(shift or cfg.shift),
                               chunk=int(chunk_size or cfg.chunk))

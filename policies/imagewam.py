@@ -14,7 +14,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from wambench.policies.wam.action_expert import ActionExpert, ActionExpertConfig
 from wambench.policies.wam.checkpoint import CheckpointError, load_exact, read_checkpoint, write_checkpoint
 from wambench.policies.wam.flow import FlowSchedule
 from wambench.policies.wam.hooks import AttentionHook, BackboneInputs
+from wambench.policies.wam.loading import device_and_dtype, local_dirs, require_subdirs
 from wambench.policies.wam.model import MODES, WamModel
 from wambench.policies.wam.normalize import Normalizer
 from wambench.policies.wam.text import PromptEncoder, byte_tokenizer
@@ -106,6 +107,13 @@ class Flux2Backbone(nn.Module):
         self.num_heads = self.num_kv_heads = int(cfg.num_attention_heads)
         self.head_dim = int(cfg.attention_head_dim)
 
+    # checkpoints keep Black Forest Labs' names; the module has diffusers' names
+    def load_video_state(self, state: dict[str, Tensor], source: str) -> None:
+        load_exact(self.transformer, bfl_to_diffusers(state), source)
+
+    def video_state(self) -> dict[str, Tensor]:
+        return diffusers_to_bfl(self.transformer.state_dict())
+
     @staticmethod
     def grid_ids(h: int, w: int, time: float, device) -> Tensor:
         ids = torch.zeros(h, w, 4, device=device)
@@ -160,6 +168,21 @@ class Flux2LatentEncoder(nn.Module):
         mean = self.vae.bn.running_mean.view(1, -1, 1, 1).to(latents)
         std = torch.sqrt(self.vae.bn.running_var.view(1, -1, 1, 1) + self.vae.config.batch_norm_eps).to(latents)
         return (latents - mean) / std
+
+
+class KLLatentEncoder(nn.Module):
+    """AutoencoderKL (FLUX.1-style, 16 channels) mode latents, shifted and scaled as the VAE's config says
+    ((z - 0.1159) * 0.3611 for FLUX.1); OmniGen2 and Ovis-U1 patchify them themselves."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    @torch.inference_mode()
+    def forward(self, images: Tensor) -> Tensor:
+        """images: [B, 3, H, W] in [-1, 1] -> [B, latent_channels, H/8, W/8]."""
+        latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.mode()
+        return (latents - (self.vae.config.shift_factor or 0.0)) * self.vae.config.scaling_factor
 
 
 # -- configurations --------------------------------------------------------------------
@@ -257,32 +280,33 @@ def bfl_to_diffusers(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 # -- the official `mot` state dict <-> WamModel -----------------------------------------------
+# The video half goes through the backbone's own `load_video_state` / `video_state`, which own
+# the naming of their weights (FLUX.2: BFL names; OmniGen2 / Ovis-U1: upstream module names).
 VIDEO_PREFIX, ACTION_PREFIX = "mixtures.video.", "mixtures.action."
 
 
 def model_to_mot(model: WamModel) -> dict[str, Tensor]:
-    video = diffusers_to_bfl(model.video.transformer.state_dict())
-    mot = {f"{VIDEO_PREFIX}transformer.{k}": v for k, v in video.items()}
+    mot = {f"{VIDEO_PREFIX}transformer.{k}": v for k, v in model.video.video_state().items()}
     mot.update({f"{ACTION_PREFIX}{k}": v for k, v in model.action.state_dict().items()})
     return mot
 
 
 def load_mot(model: WamModel, mot: dict[str, Tensor], proprio: dict[str, Tensor] | None, source: str) -> None:
-    video_bfl, action, unexpected = {}, {}, []
+    video, action, unexpected = {}, {}, []
     for key, value in mot.items():
         if key.startswith(VIDEO_PREFIX + "transformer."):
-            video_bfl[key[len(VIDEO_PREFIX + "transformer.") :]] = value
-        elif key.startswith((VIDEO_PREFIX + "double_blocks.", VIDEO_PREFIX + "single_blocks.")):
+            video[key[len(VIDEO_PREFIX + "transformer.") :]] = value
+        elif key.startswith(VIDEO_PREFIX):
             # The official video-expert wrapper also registers the transformer's block lists
             # under itself, so its state dict repeats them; keep one copy.
-            video_bfl.setdefault(key[len(VIDEO_PREFIX) :], value)
+            video.setdefault(key[len(VIDEO_PREFIX) :], value)
         elif key.startswith(ACTION_PREFIX):
             action[key[len(ACTION_PREFIX) :]] = value
         else:
             unexpected.append(key)
     if unexpected:
         raise CheckpointError(f"{source}: unexpected 'mot' keys outside {VIDEO_PREFIX!r}/{ACTION_PREFIX!r}: {len(unexpected)} ({', '.join(unexpected[:3])})")
-    load_exact(model.video.transformer, bfl_to_diffusers(video_bfl), f"{source} video expert")
+    model.video.load_video_state(video, f"{source} video expert")
     load_exact(model.action, action, f"{source} action expert")
     if model.proprio_encoder is not None:
         if proprio is None:
@@ -405,15 +429,6 @@ class ImageWAMPolicy:
                                 torch_dtype=str(self.dtype), proprio_encoder=proprio)
 
 
-def _dtype(name: str) -> torch.dtype:
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16}
-    try:
-        return table[str(name).replace("torch.", "")]
-    except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(table)}") from None
-
-
 def _load_into(model: WamModel, checkpoint: str | Path):
     ckpt = read_checkpoint(checkpoint)
     load_mot(model, ckpt.mot, ckpt.payload.get("proprio_encoder"), str(Path(checkpoint) / "model.pt"))
@@ -448,6 +463,47 @@ def imagewam_tiny(action_dim: int = 7, state_dim: int = 8, chunk_size: int = 16,
                           shift=shift, mode=mode, seed=seed, device=device, info=info)
 
 
+# The pieces a backbone family supplies to `policy_from_checkpoint`.
+BuildModel = Callable[[int, "int | None", int], WamModel]  # (action_dim, proprio_dim, horizon) -> model
+LoadFrontEnd = Callable[[Path, torch.dtype, str], "tuple[PromptEncoder, nn.Module]"]  # (base, dtype, device)
+
+
+def policy_from_checkpoint(policy: str, checkpoint: str | None, base_model: str | None, *, what: str,
+                           build: BuildModel, front_end: LoadFrontEnd, info: dict[str, Any],
+                           steps: int | None = None, shift: float | None = None, mode: str = "cache", seed: int = 0,
+                           device: str | None = None, dtype: str | None = None, chunk_size: int | None = None,
+                           normalization: str | None = None) -> ImageWAMPolicy:
+    """An ImageWAM policy from an official checkpoint directory plus a local base-model directory.
+
+    The checkpoint decides action width, proprio width, chunk length, Euler steps and shift
+    (an explicit argument overrides the last three); the base model gives the text encoder and VAE."""
+    dirs = local_dirs(policy, what, checkpoint=checkpoint, base_model=base_model)
+    device, torch_dtype = device_and_dtype(device, dtype)
+    ckpt = read_checkpoint(dirs["checkpoint"])
+    cfg = ckpt.config
+    chunk = int(chunk_size or _find(cfg, ("action_horizon", "chunk_size", "num_action_steps")) or 16)
+    proprio = ckpt.payload.get("proprio_encoder")
+    action_w = ckpt.mot.get(ACTION_PREFIX + "action_encoder.weight")
+    if action_w is None:
+        raise CheckpointError(f"{dirs['checkpoint'] / 'model.pt'}: 'mot' lacks {ACTION_PREFIX}action_encoder.weight "
+                              f"(not an ImageWAM checkpoint?)")
+    with torch.device("meta"):
+        model = build(int(action_w.shape[1]), int(proprio["weight"].shape[1]) if proprio else None, chunk)
+    model = model.to_empty(device="cpu")
+    load_mot(model, ckpt.mot, proprio, str(dirs["checkpoint"] / "model.pt"))
+    model = model.to(device=device, dtype=torch_dtype)
+    text, obs_encoder = front_end(dirs["base_model"], torch_dtype, device)
+    if text.dim != model.text_dim:
+        raise ValueError(f"text encoder in {dirs['base_model']} gives {text.dim}-d prompts; {policy} expects {model.text_dim}")
+    steps = int(steps or _find(cfg, ("num_inference_steps", "action_num_inference_steps")) or 10)
+    shift = float(shift or _find(cfg, ("action_infer_shift", "sigma_shift", "infer_shift")) or 1.0)
+    info = {**info, "checkpoint": str(checkpoint), "checkpoint_sha256": ckpt.sha256, "step": ckpt.step,
+            "base_model": str(base_model)}
+    return ImageWAMPolicy(model, text, obs_encoder.eval(), Normalizer.from_stats(ckpt.stats, normalization),
+                          chunk_size=chunk, steps=steps, shift=shift, mode=mode, seed=seed, device=device,
+                          dtype=torch_dtype, info=info)
+
+
 def imagewam_flux2(checkpoint: str | None = None, base_model: str | None = None, variant: str = "4b",
                    steps: int | None = None, shift: float | None = None, mode: str = "cache", seed: int = 0,
                    device: str | None = None, dtype: str | None = None, chunk_size: int | None = None,
@@ -455,45 +511,23 @@ def imagewam_flux2(checkpoint: str | None = None, base_model: str | None = None,
     """The real FLUX.2 [klein] ImageWAM: checkpoint=DIR (official format), base_model=DIR (VAE + Qwen3 text encoder)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown FLUX.2 variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    if not checkpoint or not base_model:
-        missing = " and ".join(n for n, v in (("checkpoint=DIR", checkpoint), ("base_model=DIR", base_model)) if not v)
-        raise ValueError(f"imagewam_flux2 ({variant}) needs {missing} (-a checkpoint=... -a base_model=...): local ImageWAM checkpoint and FLUX.2 [klein] base model directories")
-    for what, path in (("checkpoint", checkpoint), ("base_model", base_model)):
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"{what} directory not found: {path}")
-    from diffusers import AutoencoderKLFlux2
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch_dtype = _dtype(dtype or ("bf16" if device.startswith("cuda") else "fp32"))
     spec = VARIANTS[variant]
-    ckpt = read_checkpoint(checkpoint)
-    cfg = ckpt.config
-    chunk = int(chunk_size or _find(cfg, ("action_horizon", "chunk_size", "num_action_steps")) or 16)
-    proprio = ckpt.payload.get("proprio_encoder")
-    action_w = ckpt.mot.get(ACTION_PREFIX + "action_encoder.weight")
-    if action_w is None:
-        raise CheckpointError(f"{checkpoint}/model.pt: 'mot' lacks {ACTION_PREFIX}action_encoder.weight (not an ImageWAM FLUX.2 checkpoint?)")
-    with torch.device("meta"):
-        model = build_model(spec, action_dim=int(action_w.shape[1]), horizon=chunk,
-                            proprio_dim=int(proprio["weight"].shape[1]) if proprio else None)
-    model = model.to_empty(device="cpu")
-    load_mot(model, ckpt.mot, proprio, str(Path(checkpoint) / "model.pt"))
-    model = model.to(device=device, dtype=torch_dtype)
-    base = Path(base_model)
-    if not (base / "vae").is_dir():
-        raise FileNotFoundError(f"base model directory {base} has no vae/ folder")
-    vae = AutoencoderKLFlux2.from_pretrained(base / "vae", local_files_only=True).to(device)
-    text = PromptEncoder.from_pretrained(base, dtype=torch_dtype, device=device, layers=spec.text_layers,
-                                         max_length=spec.max_text_length)
-    if text.dim != spec.transformer["joint_attention_dim"]:
-        raise ValueError(f"text encoder in {base} gives {text.dim}-d prompts; {spec.name} expects {spec.transformer['joint_attention_dim']}")
-    steps = int(steps or _find(cfg, ("num_inference_steps", "action_num_inference_steps")) or 10)
-    shift = float(shift or _find(cfg, ("action_infer_shift", "sigma_shift", "infer_shift")) or 1.0)
-    info = {"backbone": "flux2", "variant": spec.name, "checkpoint": str(checkpoint), "checkpoint_sha256": ckpt.sha256,
-            "step": ckpt.step, "base_model": str(base_model)}
-    return ImageWAMPolicy(model, text, Flux2LatentEncoder(vae.eval()), Normalizer.from_stats(ckpt.stats, normalization),
-                          chunk_size=chunk, steps=steps, shift=shift, mode=mode, seed=seed, device=device,
-                          dtype=torch_dtype, info=info)
+
+    def front_end(base: Path, dtype: torch.dtype, device: str) -> tuple[PromptEncoder, nn.Module]:
+        from diffusers import AutoencoderKLFlux2
+
+        require_subdirs(base, "vae")
+        vae = AutoencoderKLFlux2.from_pretrained(base / "vae", local_files_only=True).to(device)
+        text = PromptEncoder.from_pretrained(base, dtype=dtype, device=device, layers=spec.text_layers,
+                                             max_length=spec.max_text_length)
+        return text, Flux2LatentEncoder(vae)
+
+    return policy_from_checkpoint(
+        f"imagewam_flux2 ({variant})", checkpoint, base_model,
+        what="local ImageWAM checkpoint and FLUX.2 [klein] base model directories",
+        build=lambda action_dim, proprio_dim, horizon: build_model(spec, action_dim=action_dim, proprio_dim=proprio_dim, horizon=horizon),
+        front_end=front_end, info={"backbone": "flux2", "variant": spec.name}, steps=steps, shift=shift, mode=mode,
+        seed=seed, device=device, dtype=dtype, chunk_size=chunk_size, normalization=normalization)
 
 
 def imagewam_flux2_9b(**kwargs) -> ImageWAMPolicy:

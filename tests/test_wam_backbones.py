@@ -1,9 +1,14 @@
-"""OmniGen2 and Ovis-U1 editing backbones behind the shared MoT hook (tiny random configs, CPU, fp32)."""
+"""OmniGen2 and Ovis-U1 editing backbones behind the shared MoT hook, and the imagewam_omnigen2 /
+imagewam_ovis_u1 policies built on them (tiny random configs of the same classes, CPU, fp32)."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
+from conftest import read_records, run_cli
 
 from wambench.policies.wam.action_expert import ActionExpert, ActionExpertConfig
 from wambench.policies.wam.backbones import BACKBONES, build_backbone
@@ -105,3 +110,128 @@ def test_real_configs_have_the_published_geometry():
     assert 1.0e9 < sum(p.numel() for p in ovis.parameters()) < 1.3e9  # Ovis-U1's ~1.2B visual decoder
     with pytest.raises(ValueError, match="Unknown backbone"):
         build_backbone("flux3")
+
+
+# -- the imagewam_omnigen2 / imagewam_ovis_u1 policies: front end + checkpoint + KV-cache path ------
+STATS = {"action": {"min": [-1.0, -0.5, -2.0, 0.0, 0.1, -0.3, -1.0], "max": [1.0, 0.5, 2.0, 0.0, 0.3, 0.9, 1.0]},
+         "state": {"min": [-0.5] * 8, "max": [0.5] * 8}}
+
+
+def _observations(instructions=("put the bowl on the plate", "open the drawer"), seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"images": {cam: rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for cam in ("agentview", "wrist")},
+             "state": rng.uniform(-0.5, 0.5, 8).astype(np.float32), "instruction": text} for text in instructions]
+
+
+@pytest.fixture(scope="module", params=["omnigen2", "ovis_u1"])
+def saved_policy(request, tmp_path_factory):
+    """A tiny random policy written as an official checkpoint + a tiny base-model folder on disk."""
+    name = request.param
+    from wambench.policies.imagewam import ImageWAMPolicy, KLLatentEncoder
+    from wambench.policies.wam.backbones import build_edit_model, edit_variant, save_tiny_base_model
+    from wambench.policies.wam.normalize import Normalizer
+    from wambench.policies.wam.text import PromptEncoder
+
+    root = tmp_path_factory.mktemp(name)
+    base = save_tiny_base_model(name, root / "base")
+    spec = edit_variant(name, "tiny")
+    torch.manual_seed(0)
+    model = build_edit_model(spec, action_dim=7, proprio_dim=8, horizon=16)
+    from diffusers import AutoencoderKL
+
+    text = PromptEncoder.from_pretrained(base, dtype=torch.float32, device="cpu", **spec.text)
+    source = ImageWAMPolicy(model, text, KLLatentEncoder(AutoencoderKL.from_pretrained(base / "vae")),
+                            Normalizer.from_stats(STATS), chunk_size=16, steps=3)
+    source.save(root / "ckpt", stats=STATS, config={"model": {"action_horizon": 16, "num_inference_steps": 3}}, step=7)
+    return name, source, root / "ckpt", base
+
+
+def _load(name, ckpt, base, **kwargs):
+    from wambench.policies.wam import backbones
+
+    return getattr(backbones, f"imagewam_{name}")(checkpoint=str(ckpt), base_model=str(base), variant="tiny", **kwargs)
+
+
+def test_edit_policy_checkpoint_round_trip(saved_policy):
+    name, source, ckpt, base = saved_policy
+    loaded = _load(name, ckpt, base)
+    obs = _observations()
+    expected = source.act(obs)
+    assert expected.shape == (2, 16, 7) and np.isfinite(expected).all()
+    np.testing.assert_array_equal(loaded.act(obs), expected)
+    info = loaded.describe()
+    assert (info["backbone"], info["variant"], info["step"], info["steps"], info["chunk_size"]) == (name, "tiny", 7, 3, 16)
+    assert info["normalization"] == "min_max" and len(info["checkpoint_sha256"]) == 64
+
+
+def test_edit_policy_cache_equals_recompute_and_reads_its_inputs(saved_policy):
+    name, _, ckpt, base = saved_policy
+    obs = _observations()
+    cached = _load(name, ckpt, base).act(obs)
+    recomputed = _load(name, ckpt, base, mode="recompute").act(obs)
+    assert np.abs(cached - recomputed).max() <= 1e-5
+    # the instruction (LLM states) and the observation (VAE latents) both reach the actions
+    other_text = _load(name, ckpt, base).act(_observations(("close the drawer", "open the drawer")))
+    assert np.abs(other_text[0] - cached[0]).max() > 1e-4
+    np.testing.assert_allclose(other_text[1], cached[1], atol=1e-6)  # per-episode noise: batch-mates unaffected
+    other_image = _load(name, ckpt, base).act(_observations(seed=1))
+    assert np.abs(other_image - cached).max() > 1e-4
+
+
+def test_edit_policy_prompt_template():
+    """OmniGen2 wraps the instruction in its system prompt; Ovis-U1's LLM gets a plain user turn."""
+    from wambench.policies.wam.backbones import edit_variant
+
+    assert "high-quality images" in edit_variant("omnigen2", "real").text["system_prompt"]
+    assert edit_variant("omnigen2", "real").text["generation_prompt"] is False
+    assert "system_prompt" not in edit_variant("ovis_u1", "real").text
+
+
+def test_edit_policy_bad_inputs_fail_in_one_line(saved_policy, tmp_path):
+    from wambench.policies.wam import backbones
+
+    name, _, ckpt, base = saved_policy
+    factory = getattr(backbones, f"imagewam_{name}")
+    with pytest.raises(ValueError, match=r"needs checkpoint=DIR and base_model=DIR"):
+        factory()
+    empty = tmp_path / "base"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"has no vae/ folder"):
+        _load(name, ckpt, empty)
+    with pytest.raises(ValueError, match=r"unknown .* variant 'huge'"):
+        factory(checkpoint=str(ckpt), base_model=str(base), variant="huge")
+    # a checkpoint of the other backbone is refused with a summary, not a key dump
+    other = "ovis_u1" if name == "omnigen2" else "omnigen2"
+    from wambench.policies.wam.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"video expert does not match the model: missing keys \d+"):
+        _load(other, ckpt, base)
+
+
+def test_real_edit_variants_match_the_paper():
+    """Action experts with the backbone's attention geometry (OmniGen2: ~760M in the paper)."""
+    from wambench.policies.wam.backbones import build_edit_model, edit_variant
+
+    with torch.device("meta"):
+        omni = build_edit_model(edit_variant("omnigen2", "real"), action_dim=7, proprio_dim=8, horizon=16)
+        ovis = build_edit_model(edit_variant("ovis_u1", "real"), action_dim=14, proprio_dim=None, horizon=16)
+    n_omni = sum(p.numel() for p in omni.action.parameters())
+    assert 0.70e9 < n_omni < 0.80e9
+    assert (omni.action.num_layers, omni.action.num_heads, omni.action.head_dim) == (32, 21, 120)
+    assert (ovis.action.num_layers, ovis.action.num_heads, ovis.action.head_dim) == (18, 12, 128)
+    assert ovis.action.cfg.hidden_dim == 1536  # "we do not reduce the DiT hidden dimension"
+
+
+@pytest.mark.sim
+def test_eval_edit_policy_on_libero(saved_policy, tmp_path):
+    """The CLI path: -a checkpoint/base_model/variant reach the policy; a real LIBERO episode runs."""
+    pytest.importorskip("libero")
+    name, _, ckpt, base = saved_policy
+    out = tmp_path / "run"
+    run_cli("eval", "--policy", f"imagewam_{name}", "-a", f"checkpoint={ckpt}", "-a", f"base_model={base}",
+            "-a", "variant=tiny", "--suite", "libero-object", "--tasks", "0", "--episodes", "1", "--max-steps", "20",
+            "--wait-steps", "2", "--video", "none", "--out", str(out))
+    records = read_records(out)
+    assert len(records) == 1 and records[0]["error"] is None and records[0]["steps"] == 20
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["policy_info"]["backbone"] == name and manifest["policy_info"]["step"] == 7

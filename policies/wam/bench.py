@@ -106,9 +106,9 @@ def run_latency(req: LatencyRequest, log: Callable[[str], None] = print) -> Late
     device = torch.device(req.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda requested but torch sees no CUDA device")
-    from wambench.policies.imagewam import _dtype
+    from wambench.policies.wam.loading import parse_dtype
 
-    dtype = _dtype(req.dtype or ("bf16" if device.type == "cuda" else "fp32"))
+    dtype = parse_dtype(req.dtype or ("bf16" if device.type == "cuda" else "fp32"))
     use_compile = req.compile if req.compile is not None else device.type == "cuda"
     variant, model = build_random_model(req, device, dtype, log)
     text_len = req.text_len or (variant.max_text_length if req.size == "real" else 97)

@@ -1,5 +1,6 @@
-"""Prompt embeddings from a Qwen3 text encoder (transformers), as FLUX.2 [klein] consumes them:
-hidden states of chosen layers stacked along the feature axis, prompt padded to a fixed length.
+"""Prompt embeddings from a transformers language model, as editing DiTs consume them:
+hidden states of chosen layers stacked along the feature axis (FLUX.2 [klein]: Qwen3 layers
+9/18/27; OmniGen2 and Ovis-U1: the last layer), prompt padded to a fixed length.
 
 Instructions do not change within an episode, so embeddings are cached per instruction string.
 """
@@ -22,41 +23,57 @@ class PromptEncoder:
         max_length: int = 512,
         chat_template: bool = True,
         cache_size: int = 256,
+        system_prompt: str | None = None,
+        generation_prompt: bool = True,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.layers = tuple(int(i) for i in layers)
         self.max_length = int(max_length)
         self.chat_template = chat_template and getattr(tokenizer, "chat_template", None) is not None
         self.cache_size = cache_size
+        self.system_prompt, self.generation_prompt = system_prompt, generation_prompt
         self._cache: dict[str, tuple[Tensor, Tensor]] = {}
-        n_hidden = int(model.config.num_hidden_layers)
+        n_hidden = int(self._text_config.num_hidden_layers)
+        # hidden_states holds the embeddings + one entry per layer; -1 = the last layer's output
+        self.layers = tuple(int(i) if int(i) >= 0 else n_hidden + 1 + int(i) for i in layers)
         bad = [i for i in self.layers if not 0 <= i <= n_hidden]
         if bad:
             raise ValueError(f"text encoder has {n_hidden} layers; cannot take hidden states of layers {bad}")
 
     @property
+    def _text_config(self) -> Any:
+        # Vision-language models (Qwen2.5-VL) nest the language model's geometry in a text config.
+        config = self.model.config
+        return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+    @property
     def dim(self) -> int:
-        return int(self.model.config.hidden_size) * len(self.layers)
+        return int(self._text_config.hidden_size) * len(self.layers)
 
     @classmethod
-    def from_pretrained(cls, base_dir: str | Path, *, dtype: torch.dtype, device: str | torch.device, **kwargs) -> "PromptEncoder":
-        """Local diffusers layout: <base>/text_encoder (Qwen3) and <base>/tokenizer."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def from_pretrained(cls, base_dir: str | Path, *, dtype: torch.dtype, device: str | torch.device,
+                        model_dir: str = "text_encoder", tokenizer_dir: str = "tokenizer",
+                        auto_class: str = "AutoModelForCausalLM", **kwargs) -> "PromptEncoder":
+        """Local pipeline layout: <base>/<model_dir> and <base>/<tokenizer_dir> (diffusers: text_encoder, tokenizer)."""
+        import transformers
+        from transformers import AutoTokenizer
+
+        from wambench.policies.wam.loading import require_subdirs
 
         base = Path(base_dir)
-        for sub in ("text_encoder", "tokenizer"):
-            if not (base / sub).is_dir():
-                raise FileNotFoundError(f"base model directory {base} has no {sub}/ folder")
-        tokenizer = AutoTokenizer.from_pretrained(base / "tokenizer", local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(base / "text_encoder", torch_dtype=dtype, local_files_only=True)
+        require_subdirs(base, model_dir, tokenizer_dir)
+        tokenizer = AutoTokenizer.from_pretrained(base / tokenizer_dir, local_files_only=True)
+        model = getattr(transformers, auto_class).from_pretrained(base / model_dir, torch_dtype=dtype, local_files_only=True)
         return cls(model.to(device), tokenizer, **kwargs)
 
     def _template(self, prompt: str) -> str:
         if not self.chat_template:
             return prompt
+        messages = [{"role": "user", "content": prompt}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+            messages, tokenize=False, add_generation_prompt=self.generation_prompt, enable_thinking=False
         )
 
     @torch.inference_mode()

@@ -7,6 +7,7 @@ diffusers does not ship. Lazy: importing this package does not import the models
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, replace
 from typing import Any
 
 # name -> (module, backbone class, config class)
@@ -27,35 +28,157 @@ def build_backbone(name: str, size: str = "real", **overrides: Any):
     cfg_cls = getattr(module, cfg_name)
     cfg = cfg_cls.tiny() if size == "tiny" else cfg_cls()
     if overrides:
-        import dataclasses
-
-        cfg = dataclasses.replace(cfg, **overrides)
+        cfg = replace(cfg, **overrides)
     return getattr(module, cls_name)(cfg)
 
 
-__all__ = ["BACKBONES", "build_backbone", "imagewam_omnigen2", "imagewam_ovis_u1"]
+__all__ = ["BACKBONES", "build_backbone", "build_edit_model", "edit_variant", "imagewam_omnigen2", "imagewam_ovis_u1",
+           "save_tiny_base_model"]
 
 
-def _imagewam_unwired(backbone: str, checkpoint: str | None, base_model: str | None):
+# -- ImageWAM on OmniGen2 / Ovis-U1 ---------------------------------------------------------------
+# Both read 16-channel FLUX.1-style AutoencoderKL latents of the observation and the last hidden
+# state of an LLM over the instruction. The action expert is wambench's slim MMDiT expert with the
+# backbone's attention geometry (layer count, heads x head dim), as MoT requires.
+@dataclass(frozen=True)
+class EditVariant:
+    backbone: str  # key of BACKBONES
+    size: str  # real | tiny
+    expert: Any  # ActionExpertConfig; action_dim / max_horizon come from the checkpoint
+    text: dict[str, Any]  # PromptEncoder.from_pretrained arguments (which sub-folders, template, length)
+    base_layout: str  # what base_model=DIR must hold, for error messages and docs
+
+
+_OMNIGEN2_TEXT = dict(model_dir="mllm", tokenizer_dir="processor", auto_class="AutoModelForImageTextToText",
+                      layers=(-1,), max_length=256, generation_prompt=False,
+                      system_prompt="You are a helpful assistant that generates high-quality images based on user instructions.")
+_OVIS_TEXT = dict(model_dir="llm", tokenizer_dir="tokenizer", auto_class="AutoModelForCausalLM", layers=(-1,),
+                  max_length=256)
+_OMNIGEN2_LAYOUT = "an OmniGen2 pipeline folder (mllm/ Qwen2.5-VL-3B, processor/, vae/)"
+_OVIS_LAYOUT = "llm/ (Ovis-U1's Qwen3-1.7B in transformers format), tokenizer/, vae/ (its 16-channel AutoencoderKL)"
+
+
+def _edit_variants() -> dict[tuple[str, str], EditVariant]:
+    from wambench.policies.wam.action_expert import ActionExpertConfig
+
+    tiny_expert = ActionExpertConfig(hidden_dim=32, num_heads=4, head_dim=12, num_double=1, num_single=2,
+                                     rope_axes=(4, 4, 2, 2))
+    return {
+        # paper: hidden 1024 with OmniGen2's attention width 21 x 120 over its 32 joint layers
+        ("omnigen2", "real"): EditVariant("omnigen2", "real", ActionExpertConfig(
+            hidden_dim=1024, num_heads=21, head_dim=120, num_double=0, num_single=32, rope_axes=(30, 30, 30, 30)),
+            _OMNIGEN2_TEXT, _OMNIGEN2_LAYOUT),
+        ("omnigen2", "tiny"): EditVariant("omnigen2", "tiny", replace(tiny_expert, num_double=0, num_single=3),
+                                          _OMNIGEN2_TEXT, _OMNIGEN2_LAYOUT),
+        # paper: hidden width not reduced (1536), FLUX-like 6 double + 12 single blocks
+        ("ovis_u1", "real"): EditVariant("ovis_u1", "real", ActionExpertConfig(
+            hidden_dim=1536, num_heads=12, head_dim=128, num_double=6, num_single=12), _OVIS_TEXT, _OVIS_LAYOUT),
+        ("ovis_u1", "tiny"): EditVariant("ovis_u1", "tiny", replace(tiny_expert, num_double=2, num_single=2),
+                                         _OVIS_TEXT, _OVIS_LAYOUT),
+    }
+
+
+def edit_variant(backbone: str, size: str) -> EditVariant:
+    variants = _edit_variants()
+    if (backbone, size) not in variants:
+        raise ValueError(f"unknown {backbone} variant {size!r}; expected one of "
+                         f"{', '.join(s for b, s in variants if b == backbone)}")
+    return variants[(backbone, size)]
+
+
+def build_edit_model(variant: EditVariant, *, action_dim: int, proprio_dim: int | None, horizon: int):
+    from wambench.policies.wam.action_expert import ActionExpert
+    from wambench.policies.wam.model import WamModel
+
+    backbone = build_backbone(variant.backbone, variant.size)
+    expert = replace(variant.expert, action_dim=action_dim, max_horizon=max(horizon, variant.expert.max_horizon))
+    return WamModel(backbone, ActionExpert(expert), backbone.text_dim, proprio_dim)
+
+
+def _front_end(variant: EditVariant):
+    def load(base, dtype, device):
+        from diffusers import AutoencoderKL
+
+        from wambench.policies.imagewam import KLLatentEncoder
+        from wambench.policies.wam.loading import require_subdirs
+        from wambench.policies.wam.text import PromptEncoder
+
+        require_subdirs(base, "vae")
+        vae = AutoencoderKL.from_pretrained(base / "vae", local_files_only=True).to(device)
+        return PromptEncoder.from_pretrained(base, dtype=dtype, device=device, **variant.text), KLLatentEncoder(vae)
+
+    return load
+
+
+def _imagewam_edit(backbone: str, checkpoint, base_model, variant: str, **options):
+    from wambench.policies.imagewam import policy_from_checkpoint
+
+    spec = edit_variant(backbone, variant)
+    return policy_from_checkpoint(
+        f"imagewam_{backbone}", checkpoint, base_model,
+        what=f"a local ImageWAM checkpoint directory and a base model directory holding {spec.base_layout}",
+        build=lambda action_dim, proprio_dim, horizon: build_edit_model(spec, action_dim=action_dim,
+                                                                        proprio_dim=proprio_dim, horizon=horizon),
+        front_end=_front_end(spec), info={"backbone": backbone, "variant": variant}, **options)
+
+
+def imagewam_omnigen2(checkpoint: str | None = None, base_model: str | None = None, variant: str = "real",
+                      steps: int | None = None, shift: float | None = None, mode: str = "cache", seed: int = 0,
+                      device: str | None = None, dtype: str | None = None, chunk_size: int | None = None,
+                      normalization: str | None = None):
+    """ImageWAM on OmniGen2: Qwen2.5-VL-3B last-layer states + FLUX.1 VAE latents -> OmniGen2 DiT prefix."""
+    return _imagewam_edit("omnigen2", checkpoint, base_model, variant, steps=steps, shift=shift, mode=mode, seed=seed,
+                          device=device, dtype=dtype, chunk_size=chunk_size, normalization=normalization)
+
+
+def imagewam_ovis_u1(checkpoint: str | None = None, base_model: str | None = None, variant: str = "real",
+                     steps: int | None = None, shift: float | None = None, mode: str = "cache", seed: int = 0,
+                     device: str | None = None, dtype: str | None = None, chunk_size: int | None = None,
+                     normalization: str | None = None):
+    """ImageWAM on Ovis-U1: Ovis-U1 LLM last-layer states of the instruction + VAE latents -> its MMDiT prefix.
+
+    Upstream also feeds the observation through Ovis's visual tokenizer into the LLM context; that
+    tokenizer ships as remote code, so here the LLM sees the instruction only."""
+    return _imagewam_edit("ovis_u1", checkpoint, base_model, variant, steps=steps, shift=shift, mode=mode, seed=seed,
+                          device=device, dtype=dtype, chunk_size=chunk_size, normalization=normalization)
+
+
+def save_tiny_base_model(backbone: str, directory, seed: int = 0):
+    """A base-model folder of tiny random text encoder + tokenizer + VAE in the layout `imagewam_<backbone>`
+    loads (tests and demos; the real folders are the upstream releases)."""
     from pathlib import Path
 
-    if not checkpoint or not base_model:
-        missing = " and ".join(n for n, v in (("checkpoint=DIR", checkpoint), ("base_model=DIR", base_model)) if not v)
-        raise ValueError(f"imagewam_{backbone} needs {missing} (-a checkpoint=... -a base_model=...): local ImageWAM "
-                         "checkpoint and base model directories")
-    for what, path in (("checkpoint", checkpoint), ("base_model", base_model)):
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"{what} directory not found: {path}")
-    raise NotImplementedError(f"imagewam_{backbone}: the {backbone} backbone and KV-cache path exist "
-                              "(wambench.policies.wam.backbones), but its text-encoder/VAE front end for real "
-                              "checkpoints is not wired yet")
+    import torch
+    from diffusers import AutoencoderKL
 
+    from wambench.policies.wam.text import byte_tokenizer
 
-def imagewam_omnigen2(checkpoint: str | None = None, base_model: str | None = None, **_: Any):
-    """ImageWAM on OmniGen2 (Qwen2.5-VL-3B text states + FLUX.1 VAE front end)."""
-    _imagewam_unwired("omnigen2", checkpoint, base_model)
+    spec = edit_variant(backbone, "tiny")
+    root = Path(directory)
+    width = build_backbone(backbone, "tiny").text_dim
+    latent_channels = build_backbone(backbone, "tiny").latent_channels
+    torch.manual_seed(seed)
+    lm = dict(vocab_size=384, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=2,
+              num_key_value_heads=1, max_position_embeddings=512, bos_token_id=None, eos_token_id=None)
+    if backbone == "omnigen2":
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+        config = Qwen2_5_VLConfig(
+            text_config={**lm, "rope_scaling": {"type": "mrope", "mrope_section": [2, 2, 2]}},
+            vision_config=dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=width,
+                               fullatt_block_indexes=[0]))
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    else:
+        from transformers import Qwen3Config, Qwen3ForCausalLM
 
-def imagewam_ovis_u1(checkpoint: str | None = None, base_model: str | None = None, **_: Any):
-    """ImageWAM on Ovis-U1 (Ovis-U1 Qwen3-1.7B states + its VAE front end)."""
-    _imagewam_unwired("ovis_u1", checkpoint, base_model)
+        model = Qwen3ForCausalLM(Qwen3Config(**lm, head_dim=width // 2))
+    model.save_pretrained(root / spec.text["model_dir"])
+    tokenizer = byte_tokenizer()
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tokenizer.save_pretrained(root / spec.text["tokenizer_dir"])
+    vae = AutoencoderKL(block_out_channels=(8, 16, 16, 16), layers_per_block=1, latent_channels=latent_channels,
+                        norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.3611, shift_factor=0.1159)
+    vae.save_pretrained(root / "vae")
+    return root

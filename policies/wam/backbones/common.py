@@ -90,11 +90,18 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
 
 class WeightsMixin:
-    """`load_weights(path)` for backbones whose upstream files wrap keys in a prefix."""
+    """Weights of backbones whose parameter names are upstream's, possibly wrapped in a prefix."""
 
     weight_prefixes: tuple[str, ...] = ()
 
     def load_weights(self, path: str | Path) -> None:
+        self.load_video_state(read_state_dict(path), str(path))
+
+    # the video-expert half of an ImageWAM `mot` state dict (see wambench.policies.imagewam.load_mot)
+    def load_video_state(self, state: dict[str, Tensor], source: str) -> None:
         from wambench.policies.wam.checkpoint import load_exact
 
-        load_exact(self, strip_prefixes(read_state_dict(path), self.weight_prefixes), str(path))
+        load_exact(self, strip_prefixes(state, self.weight_prefixes), source)
+
+    def video_state(self) -> dict[str, Tensor]:
+        return self.state_dict()
