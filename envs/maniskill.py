@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from wambench.envs import close_quietly
 from wambench.imaging import hstack_frames, resize_with_pad
 from wambench.protocol import Protocol
 from wambench.registry import MissingDependencyError
@@ -197,10 +198,6 @@ class ManiSkillEnv:
         return action
 
     def close(self) -> None:
-        if self._env is not None:
-            try:
-                self._env.close()
-            except Exception:  # noqa: BLE001 - a half-built env must not mask the real error
-                pass
+        close_quietly(self._env)
         self._env = None
         self._task = None

@@ -151,25 +151,6 @@ class Flux2Backbone(nn.Module):
 
 
 # -- observation latents -------------------------------------------------------------
-class Flux2LatentEncoder(nn.Module):
-    """AutoencoderKLFlux2 mode latents, 2x2-patchified and batch-norm standardised (as the FLUX.2 pipelines do)."""
-
-    def __init__(self, vae):
-        super().__init__()
-        self.vae = vae
-
-    @torch.inference_mode()
-    def forward(self, images: Tensor) -> Tensor:
-        """images: [B, 3, H, W] in [-1, 1] -> [B, 4*latent_channels, H/16, W/16]."""
-        from diffusers.pipelines.flux2.pipeline_flux2_klein import Flux2KleinPipeline
-
-        latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.mode()
-        latents = Flux2KleinPipeline._patchify_latents(latents)
-        mean = self.vae.bn.running_mean.view(1, -1, 1, 1).to(latents)
-        std = torch.sqrt(self.vae.bn.running_var.view(1, -1, 1, 1) + self.vae.config.batch_norm_eps).to(latents)
-        return (latents - mean) / std
-
-
 class KLLatentEncoder(nn.Module):
     """AutoencoderKL (FLUX.1-style, 16 channels) mode latents, shifted and scaled as the VAE's config says
     ((z - 0.1159) * 0.3611 for FLUX.1); OmniGen2 and Ovis-U1 patchify them themselves."""
@@ -180,9 +161,24 @@ class KLLatentEncoder(nn.Module):
 
     @torch.inference_mode()
     def forward(self, images: Tensor) -> Tensor:
-        """images: [B, 3, H, W] in [-1, 1] -> [B, latent_channels, H/8, W/8]."""
-        latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.mode()
+        """images: [B, 3, H, W] in [-1, 1] -> standardised latents."""
+        return self.standardise(self.vae.encode(images.to(self.vae.dtype)).latent_dist.mode())
+
+    def standardise(self, latents: Tensor) -> Tensor:
         return (latents - (self.vae.config.shift_factor or 0.0)) * self.vae.config.scaling_factor
+
+
+class Flux2LatentEncoder(KLLatentEncoder):
+    """AutoencoderKLFlux2 mode latents, 2x2-patchified and batch-norm standardised (as the FLUX.2 pipelines do):
+    [B, 3, H, W] -> [B, 4*latent_channels, H/16, W/16]."""
+
+    def standardise(self, latents: Tensor) -> Tensor:
+        from diffusers.pipelines.flux2.pipeline_flux2_klein import Flux2KleinPipeline
+
+        latents = Flux2KleinPipeline._patchify_latents(latents)
+        mean = self.vae.bn.running_mean.view(1, -1, 1, 1).to(latents)
+        std = torch.sqrt(self.vae.bn.running_var.view(1, -1, 1, 1) + self.vae.config.batch_norm_eps).to(latents)
+        return (latents - mean) / std
 
 
 # -- configurations --------------------------------------------------------------------
