@@ -246,3 +246,19 @@ def test_eval_imagewam_tiny_on_libero(tmp_path):
     assert len(records) == 1 and records[0]["error"] is None and records[0]["steps"] == 20
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["policy_info"]["variant"] == "tiny" and manifest["policy_info"]["mode"] == "cache"
+
+
+@pytest.mark.parametrize("policy", ["imagewam_tiny", "imagewam_omnigen2", "imagewam_ovis_u1"])
+def test_bench_latency_reports_cache_and_recompute(policy):
+    """`wambench bench latency` runs the real MoT classes; FLOPs are counted, not timed, so they can be asserted:
+    the recompute reference redoes the prefix at every Euler step, the cache path once."""
+    from conftest import run_cli
+
+    proc = run_cli("bench", "latency", "--policy", policy, "--size", "tiny", "--steps", "3", "--repeat", "1")
+    out = proc.stdout
+    assert "prefix pass" in out and "one Euler step" in out and "chunk, cached" in out, out
+    gflops = {line.split()[0] + line.split()[1]: float(line.split("ms")[1].split()[0])
+              for line in out.splitlines() if "GFLOP" in line}
+    assert gflops["prefixpass"] > 0 and gflops["chunk,recompute"] > 2 * gflops["chunk,cached"]
+    bad = run_cli("bench", "latency", "--policy", "pi0", check=False)
+    assert bad.returncode == 2 and "bench latency supports" in bad.stderr

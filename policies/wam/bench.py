@@ -45,15 +45,39 @@ class LatencyResult:
         return asdict(self)
 
 
-def _variant(policy: str, size: str):
+@dataclass(frozen=True)
+class BenchModel:
+    """What the benchmark needs to know to feed a MoT: its name, text width and observation latent shape."""
+
+    name: str
+    build: Callable[[], Any]  # -> WamModel (called under the meta device)
+    text_dim: int
+    latent_shape: tuple[int, int, int]  # a 224x448 observation (two cameras side by side) as the backbone reads it
+    text_len: int  # the real config's prompt length
+
+
+BENCH_POLICIES = ("imagewam_flux2", "imagewam_flux2_9b", "imagewam_tiny", "imagewam_omnigen2", "imagewam_ovis_u1")
+
+
+def _bench_model(policy: str, size: str) -> BenchModel:
+    if policy not in BENCH_POLICIES:
+        raise ValueError(f"bench latency supports {', '.join(BENCH_POLICIES)}; got {policy!r}")
+    if policy in ("imagewam_omnigen2", "imagewam_ovis_u1"):
+        from wambench.policies.wam.backbones import build_backbone, build_edit_model, edit_variant
+
+        backbone, size = policy.removeprefix("imagewam_"), "tiny" if size == "tiny" else "real"
+        spec = edit_variant(backbone, size)
+        with torch.device("meta"):
+            geometry = build_backbone(backbone, size)
+        return BenchModel(f"{backbone}-{size}", lambda: build_edit_model(spec, action_dim=7, proprio_dim=8, horizon=16),
+                          geometry.text_dim, (geometry.latent_channels, 28, 56), spec.text["max_length"])
     from wambench.policies import imagewam
 
-    if size == "tiny" or policy == "imagewam_tiny":
-        return imagewam.TINY
-    table = {"imagewam_flux2": "4b", "imagewam_flux2_9b": "9b"}
-    if policy not in table:
-        raise ValueError(f"bench latency supports {', '.join([*table, 'imagewam_tiny'])}; got {policy!r}")
-    return imagewam.VARIANTS[table[policy]]
+    variant = imagewam.TINY if size == "tiny" or policy == "imagewam_tiny" else \
+        imagewam.VARIANTS["9b" if policy == "imagewam_flux2_9b" else "4b"]
+    tcfg = variant.transformer
+    return BenchModel(variant.name, lambda: imagewam.build_model(variant, action_dim=7, proprio_dim=8, horizon=16),
+                      tcfg["joint_attention_dim"], (tcfg["in_channels"], 14, 28), variant.max_text_length)
 
 
 def _sync(device: torch.device) -> None:
@@ -83,13 +107,11 @@ def _flops(fn: Callable[[], Any]) -> float:
 
 def build_random_model(req: LatencyRequest, device: torch.device, dtype: torch.dtype, log: Callable[[str], None]):
     """The policy's MoT at its real (or tiny) size with small random weights; no checkpoint needed."""
-    from wambench.policies.imagewam import build_model
-
-    variant = _variant(req.policy, req.size)
+    spec = _bench_model(req.policy, req.size)
     with torch.device("meta"):
-        model = build_model(variant, action_dim=7, proprio_dim=8, horizon=16)
+        model = spec.build()
     model = model.to_empty(device=device).to(dtype)
-    log(f"initialising {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B random parameters ({variant.name}, {dtype})")
+    log(f"initialising {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B random parameters ({spec.name}, {dtype})")
     gen = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -99,7 +121,7 @@ def build_random_model(req: LatencyRequest, device: torch.device, dtype: torch.d
                 p.normal_(0.0, 0.02, generator=gen)
         for b in model.buffers():
             b.zero_()
-    return variant, model.eval()
+    return spec, model.eval()
 
 
 def run_latency(req: LatencyRequest, log: Callable[[str], None] = print) -> LatencyResult:
@@ -110,13 +132,12 @@ def run_latency(req: LatencyRequest, log: Callable[[str], None] = print) -> Late
 
     dtype = parse_dtype(req.dtype or ("bf16" if device.type == "cuda" else "fp32"))
     use_compile = req.compile if req.compile is not None else device.type == "cuda"
-    variant, model = build_random_model(req, device, dtype, log)
-    text_len = req.text_len or (variant.max_text_length if req.size == "real" else 97)
-    tcfg = variant.transformer
+    spec, model = build_random_model(req, device, dtype, log)
+    text_len = req.text_len or (spec.text_len if req.size == "real" else 97)
     b = req.batch
     g = torch.Generator(device=device).manual_seed(1)
-    text = torch.randn(b, text_len, tcfg["joint_attention_dim"], device=device, dtype=dtype, generator=g)
-    obs = torch.randn(b, tcfg["in_channels"], 14, 28, device=device, dtype=dtype, generator=g)  # 224x448 -> 392 tokens
+    text = torch.randn(b, text_len, spec.text_dim, device=device, dtype=dtype, generator=g)
+    obs = torch.randn(b, *spec.latent_shape, device=device, dtype=dtype, generator=g)  # 224x448 -> 392 tokens
     proprio = torch.randn(b, 8, device=device, dtype=dtype, generator=g)
     noise = torch.randn(b, 16, model.action.cfg.action_dim, device=device, dtype=dtype, generator=g)
     t = torch.full((b,), 0.5, device=device, dtype=dtype)
@@ -160,7 +181,7 @@ def run_latency(req: LatencyRequest, log: Callable[[str], None] = print) -> Late
         "action_expert": sum(p.numel() for p in model.action.parameters()) / 1e6,
     }
     config = {
-        "policy": req.policy, "size": req.size, "variant": variant.name, "device": str(device),
+        "policy": req.policy, "size": req.size, "variant": spec.name, "device": str(device),
         "dtype": str(dtype).replace("torch.", ""), "steps": req.steps, "batch": b, "text_tokens": text_len,
         "obs_tokens": 392, "compile": use_compile, "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -155,8 +155,8 @@ def save_tiny_base_model(backbone: str, directory, seed: int = 0):
 
     spec = edit_variant(backbone, "tiny")
     root = Path(directory)
-    width = build_backbone(backbone, "tiny").text_dim
-    latent_channels = build_backbone(backbone, "tiny").latent_channels
+    geometry = build_backbone(backbone, "tiny")
+    width, latent_channels = geometry.text_dim, geometry.latent_channels
     torch.manual_seed(seed)
     lm = dict(vocab_size=384, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=2,
               num_key_value_heads=1, max_position_embeddings=512, bos_token_id=None, eos_token_id=None)

@@ -305,7 +305,9 @@ class OvisU1Backbone(WeightsMixin, nn.Module):
 
     def forward_prefix(self, inputs: Any, hook: Callable[..., Tensor]) -> None:
         cfg = self.config
-        text, text_mask = inputs.text, inputs.text_mask.to(torch.bool)
+        text = inputs.text
+        text_mask = (torch.ones(text.shape[:2], dtype=torch.bool, device=text.device) if inputs.text_mask is None
+                     else inputs.text_mask.to(torch.bool))
         b, lt = text_mask.shape
         timestep = torch.as_tensor(getattr(inputs, "timestep", 0.0), dtype=torch.float32, device=text.device)
         timestep = timestep.expand(b) if timestep.ndim == 0 else timestep
