@@ -31,7 +31,17 @@ from torch import Tensor, nn
 
 from wambench.policies.imagewam import ImageWAMPolicy
 from wambench.policies.wam.backbones.common import rope_angles, rotate_pairs
-from wambench.policies.wam.checkpoint import MODEL_FILE, STATS_FILE, CheckpointError, load_exact, sha256_file, write_checkpoint
+from wambench.policies.wam.checkpoint import (
+    ACTION_PREFIX,
+    MODEL_FILE,
+    STATS_FILE,
+    VIDEO_PREFIX,
+    CheckpointError,
+    load_exact,
+    sha256_file,
+    split_mot,
+    write_checkpoint,
+)
 from wambench.policies.wam.flow import FlowSchedule
 from wambench.policies.wam.hooks import ActionState, BackboneInputs
 from wambench.policies.wam.loading import device_and_dtype, local_dirs, require_subdirs
@@ -39,7 +49,6 @@ from wambench.policies.wam.model import WamModel
 from wambench.policies.wam.normalize import Normalizer
 from wambench.policies.wam.text import PromptEncoder, byte_tokenizer
 
-VIDEO_PREFIX, ACTION_PREFIX = "mixtures.video.", "mixtures.action."
 
 
 @dataclass(frozen=True)
@@ -257,11 +266,7 @@ class FastWamModel(WamModel):
         if not isinstance(mot, Mapping):
             raise CheckpointError(f"{source} has no 'mot' state dict (top-level: {', '.join(sorted(payload))})")
         mot = {k[len("module."):] if k.startswith("module.") else k: v for k, v in mot.items()}
-        video = {k[len(VIDEO_PREFIX):]: v for k, v in mot.items() if k.startswith(VIDEO_PREFIX)}
-        action = {k[len(ACTION_PREFIX):]: v for k, v in mot.items() if k.startswith(ACTION_PREFIX)}
-        stray = [k for k in mot if not k.startswith((VIDEO_PREFIX, ACTION_PREFIX))]
-        if stray:
-            raise CheckpointError(f"{source}: 'mot' has {len(stray)} keys outside mixtures.video/action (e.g. {stray[0]})")
+        video, action = split_mot(mot, source)
         load_exact(self.video.transformer, to_diffusers(video), f"{source} [mixtures.video]")
         load_exact(self.action, to_diffusers(action), f"{source} [mixtures.action]")
         if self.proprio_encoder is not None:

@@ -21,7 +21,15 @@ import torch
 from torch import Tensor, nn
 
 from wambench.policies.wam.action_expert import ActionExpert, ActionExpertConfig
-from wambench.policies.wam.checkpoint import CheckpointError, load_exact, read_checkpoint, write_checkpoint
+from wambench.policies.wam.checkpoint import (
+    ACTION_PREFIX,
+    VIDEO_PREFIX,
+    CheckpointError,
+    load_exact,
+    read_checkpoint,
+    split_mot,
+    write_checkpoint,
+)
 from wambench.policies.wam.flow import FlowSchedule
 from wambench.policies.wam.hooks import AttentionHook, BackboneInputs
 from wambench.policies.wam.loading import device_and_dtype, local_dirs, require_subdirs
@@ -278,7 +286,6 @@ def bfl_to_diffusers(state: dict[str, Tensor]) -> dict[str, Tensor]:
 # -- the official `mot` state dict <-> WamModel -----------------------------------------------
 # The video half goes through the backbone's own `load_video_state` / `video_state`, which own
 # the naming of their weights (FLUX.2: BFL names; OmniGen2 / Ovis-U1: upstream module names).
-VIDEO_PREFIX, ACTION_PREFIX = "mixtures.video.", "mixtures.action."
 
 
 def model_to_mot(model: WamModel) -> dict[str, Tensor]:
@@ -288,20 +295,13 @@ def model_to_mot(model: WamModel) -> dict[str, Tensor]:
 
 
 def load_mot(model: WamModel, mot: dict[str, Tensor], proprio: dict[str, Tensor] | None, source: str) -> None:
-    video, action, unexpected = {}, {}, []
-    for key, value in mot.items():
-        if key.startswith(VIDEO_PREFIX + "transformer."):
-            video[key[len(VIDEO_PREFIX + "transformer.") :]] = value
-        elif key.startswith(VIDEO_PREFIX):
-            # The official video-expert wrapper also registers the transformer's block lists
-            # under itself, so its state dict repeats them; keep one copy.
-            video.setdefault(key[len(VIDEO_PREFIX) :], value)
-        elif key.startswith(ACTION_PREFIX):
-            action[key[len(ACTION_PREFIX) :]] = value
-        else:
-            unexpected.append(key)
-    if unexpected:
-        raise CheckpointError(f"{source}: unexpected 'mot' keys outside {VIDEO_PREFIX!r}/{ACTION_PREFIX!r}: {len(unexpected)} ({', '.join(unexpected[:3])})")
+    wrapped, action = split_mot(mot, source)
+    video = {k[len("transformer."):]: v for k, v in wrapped.items() if k.startswith("transformer.")}
+    for key, value in wrapped.items():
+        # The official video-expert wrapper also registers the transformer's block lists
+        # under itself, so its state dict repeats them; keep one copy.
+        if not key.startswith("transformer."):
+            video.setdefault(key, value)
     model.video.load_video_state(video, f"{source} video expert")
     load_exact(model.action, action, f"{source} action expert")
     if model.proprio_encoder is not None:

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 MODEL_FILE, STATS_FILE, CONFIG_FILE = "model.pt", "dataset_stats.json", "train_config.yaml"
+# The two experts inside the `mot` state dict (ImageWAM and Fast-WAM releases alike).
+VIDEO_PREFIX, ACTION_PREFIX = "mixtures.video.", "mixtures.action."
 
 
 class CheckpointError(ValueError):
@@ -109,6 +111,17 @@ def write_checkpoint(
     (root / STATS_FILE).write_text(json.dumps(stats, indent=2))
     (root / CONFIG_FILE).write_text(yaml.safe_dump(dict(config), sort_keys=False))
     return root
+
+
+def split_mot(mot: Mapping[str, torch.Tensor], source: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(video expert, action expert) state dicts with their prefixes removed; any other key is an error."""
+    video = {k[len(VIDEO_PREFIX):]: v for k, v in mot.items() if k.startswith(VIDEO_PREFIX)}
+    action = {k[len(ACTION_PREFIX):]: v for k, v in mot.items() if k.startswith(ACTION_PREFIX)}
+    stray = [k for k in mot if not k.startswith((VIDEO_PREFIX, ACTION_PREFIX))]
+    if stray:
+        raise CheckpointError(f"{source}: unexpected 'mot' keys outside {VIDEO_PREFIX!r}/{ACTION_PREFIX!r}: "
+                              f"{_summarise(stray)}")
+    return video, action
 
 
 def _summarise(keys: list[str], limit: int = 3) -> str:
