@@ -15,7 +15,7 @@ import numpy as np
 
 from wambench.gl import configure_gl
 from wambench.imaging import resize_with_pad
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.envs import _LIBERO_HINT, close_quietly
 from wambench.registry import MissingDependencyError
 from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
@@ -32,7 +32,7 @@ DUMMY_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float32)
 # Rendering knob: it changes cost, never outcomes, so every profile shares it.
 # `render_every_step` restores robosuite's own per-step camera rendering (the
 # reference the deferred path is tested against). The video rate is the
-# harness-wide `Protocol.video_every`.
+# harness-wide `EvalProfile.video_every`.
 RENDER_KNOBS = {"render_every_step": False}
 RENDER_SOURCES = {"render_every_step": "wambench (rendering cost only; outcomes identical)"}
 
@@ -43,7 +43,7 @@ OPENPI = "Physical-Intelligence/openpi@15a9616"
 LEROBOT = "huggingface/lerobot@7427f31"
 
 
-def _wam_profile(name: str, repo: str) -> Protocol:
+def _wam_profile(name: str, repo: str) -> EvalProfile:
     """ImageWAM and Fast-WAM share one LIBERO evaluator (eval_libero_single.py, same loop and config)."""
     script = f"{repo}:experiments/libero/eval_libero_single.py"
     config = f"{repo}:configs/sim_libero.yaml"
@@ -60,7 +60,7 @@ def _wam_profile(name: str, repo: str) -> Protocol:
         if repo == IMAGEWAM
         else f"{config} EVALUATION.num_trials"
     )
-    return Protocol(
+    return EvalProfile(
         name=name,
         max_steps={"libero_spatial": 400, "libero_object": 400, "libero_goal": 400, "libero_10": 700},
         wait_steps=30,
@@ -91,7 +91,7 @@ def _wam_profile(name: str, repo: str) -> Protocol:
 PROFILES = {
     "imagewam": _wam_profile("imagewam", IMAGEWAM),
     "fastwam": _wam_profile("fastwam", FASTWAM),
-    "openpi": Protocol(
+    "openpi": EvalProfile(
         name="openpi",
         max_steps={"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520},
         wait_steps=10,
@@ -117,7 +117,7 @@ PROFILES = {
             **RENDER_SOURCES,
         },
     ),
-    "lerobot": Protocol(
+    "lerobot": EvalProfile(
         name="lerobot",
         max_steps={"libero_spatial": 280, "libero_object": 280, "libero_goal": 300, "libero_10": 520},
         wait_steps=10,
@@ -178,7 +178,7 @@ class LiberoBenchmark:
     default_profile = DEFAULT_PROFILE
     action_bounds = (-1.0, 1.0)  # robosuite's OSC delta-pose and gripper command range (runner.ACTION_MARGIN)
 
-    def action_dim(self, protocol: Protocol) -> int:
+    def action_dim(self, protocol: EvalProfile) -> int:
         return 7  # OSC_POSE delta (6) + gripper, whatever the profile
 
     def _suite_objects(self) -> dict[str, Any]:
@@ -194,7 +194,7 @@ class LiberoBenchmark:
                 infos.append(TaskInfo(suite_name, i, t.name, t.language, n_init_states=len(suite.get_task_init_states(i))))
         return infos
 
-    def episodes(self, protocol: Protocol, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
+    def episodes(self, protocol: EvalProfile, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
         specs = []
         for suite_name, suite in self._suite_objects().items():
             task_ids = range(suite.n_tasks) if tasks is None else tasks
@@ -221,7 +221,7 @@ class LiberoBenchmark:
                     )
         return specs
 
-    def make_env(self, protocol: Protocol) -> "LiberoEnv":
+    def make_env(self, protocol: EvalProfile) -> "LiberoEnv":
         return LiberoEnv(protocol)
 
 
@@ -435,6 +435,39 @@ def _simulator_tag() -> str:
     return "_".join(parts)
 
 
+@dataclass(frozen=True)
+class EpisodeStart:
+    """What robosuite's soft reset leaves as the previous episode left it.
+
+    The model's body placements (a hard reset draws the fixtures into the
+    model), the grippers' smoothed command (kept by the gripper model across
+    soft resets) and the solver's warm start (a fresh MjData starts from what
+    the first forward left, not from zeros).
+    """
+
+    body_pos: np.ndarray
+    body_quat: np.ndarray
+    gripper_actions: tuple[np.ndarray, ...]
+    qacc_warmstart: np.ndarray
+
+    @classmethod
+    def capture(cls, robosuite_env: Any) -> "EpisodeStart":
+        model, data = robosuite_env.sim.model._model, robosuite_env.sim.data._data
+        return cls(model.body_pos.copy(), model.body_quat.copy(),
+                   tuple(np.array(r.gripper.current_action, copy=True) for r in robosuite_env.robots),
+                   data.qacc_warmstart.copy())
+
+    def restore(self, robosuite_env: Any) -> None:
+        model = robosuite_env.sim.model._model
+        model.body_pos[:] = self.body_pos
+        model.body_quat[:] = self.body_quat
+        for robot, action in zip(robosuite_env.robots, self.gripper_actions):
+            robot.gripper.current_action = action.copy()
+
+    def restore_warmstart(self, robosuite_env: Any) -> None:
+        robosuite_env.sim.data._data.qacc_warmstart[:] = self.qacc_warmstart
+
+
 class LiberoEnv:
     """One OffScreenRenderEnv, rebuilt only when the task changes.
 
@@ -443,7 +476,7 @@ class LiberoEnv:
     original behaviour.
     """
 
-    def __init__(self, protocol: Protocol):
+    def __init__(self, protocol: EvalProfile):
         self.protocol = protocol
         self.render_every_step = bool(protocol.extra.get("render_every_step", False))
         self._benchmark, self._get_libero_path, self._env_cls = self._load_simulator()
@@ -455,6 +488,7 @@ class LiberoEnv:
         self._spec: EpisodeSpec | None = None
         self._cameras: DeferredCameras | None = None
         self._rng_states: dict[tuple[str, int, int], SequentialSeeds] = {}
+        self._start: EpisodeStart | None = None
 
     def _load_simulator(self) -> tuple[Any, Any, Any]:
         """(benchmark module, get_libero_path, env class); LIBERO-Plus loads its own package."""
@@ -497,6 +531,30 @@ class LiberoEnv:
         self._cameras.apply()
         self._obs = self._env.set_init_state(self._init_states[spec.init_state])
         self._spec = spec
+        self._start = EpisodeStart.capture(self._env.env)
+
+    def restart(self) -> None:
+        """Start the current episode again from its first state, without a hard reset.
+
+        A hard reset rebuilds the render context (~1.4 s of a LIBERO reset on a
+        CPU) and redraws the fixtures, so replaying an episode for its video right
+        after it ran restarts it instead: robosuite's soft reset (controllers,
+        observables, step counter), then what a soft reset does not restore put
+        back from the copy taken at `reset`. The caller checks the replay's end
+        against the recording, as for any replay.
+        """
+        if self._start is None:
+            raise RuntimeError("restart before any reset")
+        robosuite_env = self._env.env
+        robosuite_env.hard_reset = False
+        try:
+            self._env.reset()
+        finally:
+            robosuite_env.hard_reset = True
+        self._cameras.apply()
+        self._start.restore(robosuite_env)
+        self._obs = self._env.set_init_state(self._init_states[self._spec.init_state])
+        self._start.restore_warmstart(robosuite_env)
 
     def _sequential_states(self, spec: EpisodeSpec) -> "SequentialSeeds":
         key = (spec.suite, spec.task_id, spec.seed)
@@ -552,3 +610,4 @@ class LiberoEnv:
         close_quietly(self._env)
         self._env = None
         self._env_task = None
+        self._start = None

@@ -65,6 +65,12 @@ def test_libero_replay_reproduces_outcome_state_and_live_video_frames(tmp_path: 
         # 13 sim steps (1 wait + 12): frames at 0, 2, ..., 12 and the last one (13).
         assert len(live.frames) == len(replayed.frames) == 8
         assert all(np.array_equal(a, b) for a, b in zip(live.frames, replayed.frames))
+        # Restarting the episode the worker last ran (no hard reset: what a run's videos use) is as exact.
+        assert executor.can_restart(spec) and not executor.can_restart(bench.episodes(protocol, [1], 1)[0])
+        restarted = Frames()
+        check = executor.replay(stored, restarted, restart=True)
+        assert not check.diverged and check.state_checked
+        assert len(restarted.frames) == 8 and all(np.array_equal(a, b) for a, b in zip(live.frames, restarted.frames))
 
         # The mp4 a run writes is that replay, encoded.
         video = tmp_path / "v" / "ep0_failure.mp4"
@@ -135,7 +141,7 @@ def test_replay_of_another_version_or_protocol_refuses_with_one_line(tmp_path: P
     manifest["protocol"] = log.protocol
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     proc = run_cli("replay", run_dir, "maniskill/0/0", check=False)
-    assert proc.returncode == 2 and "does not fit this wambench's Protocol" in proc.stderr
+    assert proc.returncode == 2 and "does not fit this wambench's EvalProfile" in proc.stderr
 
     missing = run_cli("replay", run_dir, "maniskill/0/9", check=False)
     assert missing.returncode == 2 and "no stored episode 'maniskill/0/9'" in missing.stderr

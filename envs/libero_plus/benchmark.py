@@ -33,7 +33,7 @@ from wambench.envs.libero_plus.variants import (
     DIMENSIONS, PACKAGE, SUBSETS, SUITE_SIZES, VERSION, Variant, _root, all_variants, instruction, package_dir,
     parse_env_name, subset_ids,
 )
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.types import EpisodeSpec, TaskInfo
 
 LIBERO_PLUS = "sylvestf/LIBERO-plus@4976dc3"  # the head the ImageWAM evaluator installs
@@ -105,7 +105,7 @@ class LiberoPlusBenchmark:
     def tasks(self) -> list[TaskInfo]:
         return [TaskInfo(v.suite, v.task_id, v.name, instruction(v), n_init_states=1) for v in self.variants()]
 
-    def episodes(self, protocol: Protocol, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
+    def episodes(self, protocol: EvalProfile, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
         if n_episodes not in (None, 1):
             raise ValueError(f"LIBERO-Plus runs one trial per variant (init state 0, as upstream); got {n_episodes} episodes")
         variants = self.variants()
@@ -145,7 +145,7 @@ class LiberoPlusBenchmark:
             if v.name not in missing
         ]
 
-    def describe(self, protocol: Protocol) -> dict[str, Any]:
+    def describe(self, protocol: EvalProfile) -> dict[str, Any]:
         """Run-level facts for the manifest: subset, per-dimension coverage, simulator versions."""
         from importlib.metadata import PackageNotFoundError, version
 
@@ -165,7 +165,7 @@ class LiberoPlusBenchmark:
             "simulator": {"mujoco": v("mujoco"), "robosuite": v("robosuite"), "evaluator_mujoco": "3.3.2"},
         }
 
-    def make_env(self, protocol: Protocol) -> "LiberoPlusEnv":
+    def make_env(self, protocol: EvalProfile) -> "LiberoPlusEnv":
         return LiberoPlusEnv(protocol)
 
 
@@ -300,9 +300,16 @@ class LiberoPlusEnv(LiberoEnv):
     def reset(self, spec: EpisodeSpec) -> None:
         super().reset(spec)
         self._noise = parse_env_name(spec.task_name)["noise"]
+        self._seed_noise()
+
+    def restart(self) -> None:
+        super().restart()
+        self._seed_noise()
+
+    def _seed_noise(self) -> None:
         # Upstream draws from the global numpy RNG (seeded once per task by the evaluator, then shared
         # with everything else that draws); ours is per episode and seeded, with the same calls.
-        self._rng = np.random.RandomState([spec.seed, spec.task_id])
+        self._rng = np.random.RandomState([self._spec.seed, self._spec.task_id])
 
     def _camera(self, camera: str) -> np.ndarray:
         image = super()._camera(camera)
