@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from wambench.registry import Registry
 
 if TYPE_CHECKING:
-    from wambench.protocol import Protocol
+    from wambench.protocol import EvalProfile
 
 SUITES = Registry("suite")
 
@@ -41,7 +41,7 @@ def lazy_exports(package: str, homes: dict[str, tuple[str, ...]]):
     return __getattr__, sorted(where)
 
 
-def step_limit(protocol: Protocol, suite: str, task_default: int) -> int:
+def step_limit(protocol: EvalProfile, suite: str, task_default: int) -> int:
     """A profile's explicit limit (e.g. from --max-steps) wins over the task's own (ManiSkill, RoboTwin)."""
     if suite in protocol.max_steps or "*" in protocol.max_steps:
         return protocol.max_steps_for(suite)

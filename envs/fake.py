@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
 
 SUITE = "fake"
@@ -36,7 +36,7 @@ ACTION_DIM = 4
 ACTION_BOUND = 1.0  # declared range [-1, 1]: the runner's action check reads `action_bounds`
 
 PROFILES = {
-    "fake": Protocol(
+    "fake": EvalProfile(
         name="fake",
         max_steps={SUITE: 20},
         wait_steps=0,  # success_at counts policy steps only
@@ -60,7 +60,7 @@ PROFILES = {
 }
 
 
-def _success_steps(protocol: Protocol) -> list[int]:
+def _success_steps(protocol: EvalProfile) -> list[int]:
     text = str(protocol.extra.get("success_at", ""))
     try:
         return [int(s) for s in text.split(",") if s.strip()]
@@ -77,14 +77,14 @@ class FakeBenchmark:
     profiles = PROFILES
     default_profile = "fake"
 
-    def tasks(self, protocol: Protocol | None = None) -> list[TaskInfo]:
+    def tasks(self, protocol: EvalProfile | None = None) -> list[TaskInfo]:
         steps = _success_steps(protocol or PROFILES["fake"])
         return [
             TaskInfo(self.suite, i, f"task{i}", f"reach the goal at step {s}" if s else "an unreachable goal")
             for i, s in enumerate(steps)
         ]
 
-    def episodes(self, protocol: Protocol, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
+    def episodes(self, protocol: EvalProfile, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
         infos = self.tasks(protocol)
         count = n_episodes if n_episodes is not None else protocol.episodes  # the argument, else the profile's
         count = int(protocol.extra.get("episodes_per_task", 3)) if count is None else count
@@ -100,12 +100,12 @@ class FakeBenchmark:
                 ))
         return specs
 
-    def make_env(self, protocol: Protocol) -> "FakeEnv":
+    def make_env(self, protocol: EvalProfile) -> "FakeEnv":
         return FakeEnv(protocol, self.action_dim)
 
 
 class FakeEnv:
-    def __init__(self, protocol: Protocol, action_dim: int):
+    def __init__(self, protocol: EvalProfile, action_dim: int):
         extra = protocol.extra
         if extra.get("setup_error"):
             raise FileNotFoundError(str(extra["setup_error"]))

@@ -16,7 +16,7 @@ import numpy as np
 
 from wambench.envs import close_quietly, step_limit
 from wambench.imaging import hstack_frames, resize_with_pad
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.registry import MissingDependencyError
 from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
 
@@ -42,7 +42,7 @@ EXPERT_CONTROL_MODE = "pd_joint_pos"  # the solutions command joint positions (m
 CAMERAS = {"agentview": "base_camera", "base_camera": "base_camera"}
 
 PROFILES = {
-    "maniskill": Protocol(
+    "maniskill": EvalProfile(
         name="maniskill",
         max_steps={},  # empty: each task's own registered limit (TASKS)
         wait_steps=0,
@@ -68,7 +68,7 @@ PROFILES["expert"] = dataclasses.replace(
 DEFAULT_PROFILE = "maniskill"
 
 
-def _control_mode(protocol: Protocol) -> str:
+def _control_mode(protocol: EvalProfile) -> str:
     mode = protocol.extra.get("control_mode", "pd_ee_delta_pose")
     if mode not in CONTROL_MODES:
         raise ValueError(f"unsupported ManiSkill control_mode {mode!r}; choose one of {', '.join(CONTROL_MODES)}")
@@ -85,13 +85,13 @@ class ManiSkillBenchmark:
     default_profile = DEFAULT_PROFILE
     scripted_expert = True  # ManiSkillEnv.expert_actions: its motion-planning solutions
 
-    def action_dim(self, protocol: Protocol) -> int:
+    def action_dim(self, protocol: EvalProfile) -> int:
         return CONTROL_MODES[_control_mode(protocol)]
 
     def tasks(self) -> list[TaskInfo]:
         return [TaskInfo(self.suite, i, t, TASKS[t][0]) for i, t in enumerate(self.task_names)]
 
-    def episodes(self, protocol: Protocol, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
+    def episodes(self, protocol: EvalProfile, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
         count = n_episodes if n_episodes is not None else protocol.episodes if protocol.episodes is not None else 10
         specs = []
         for tid in range(len(self.task_names)) if tasks is None else tasks:
@@ -109,7 +109,7 @@ class ManiSkillBenchmark:
                 )
         return specs
 
-    def make_env(self, protocol: Protocol) -> "ManiSkillEnv":
+    def make_env(self, protocol: EvalProfile) -> "ManiSkillEnv":
         return ManiSkillEnv(protocol)
 
 
@@ -132,7 +132,7 @@ def _numpy(x: Any) -> np.ndarray:
 class ManiSkillEnv:
     """One ManiSkill env on the CPU physics backend, rebuilt only when the task changes."""
 
-    def __init__(self, protocol: Protocol):
+    def __init__(self, protocol: EvalProfile):
         self.protocol = protocol
         self.control_mode = _control_mode(protocol)
         self._gym = _import_maniskill()

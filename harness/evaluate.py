@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from wambench.manifest import git_sha, host_info, now_iso, package_versions, simulator_versions
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.store import RunStore
 from wambench.types import EpisodeSpec, benchmark_action_dim
 
@@ -74,12 +74,12 @@ def choose_profile(benchmark, profile: str | None, policy: str | None = None) ->
     return ProfileChoice(benchmark.default_profile, f"suite {benchmark.name}: default profile")
 
 
-def resolve_protocol(benchmark, profile: str | None, knobs: dict[str, Any], policy: str | None = None) -> Protocol:
+def resolve_protocol(benchmark, profile: str | None, knobs: dict[str, Any], policy: str | None = None) -> EvalProfile:
     name = choose_profile(benchmark, profile, policy).name
     return benchmark.profiles[name].with_overrides(knobs)
 
 
-def apply_policy_defaults(protocol: Protocol, policy, knobs: dict[str, Any], policy_name: str) -> Protocol:
+def apply_policy_defaults(protocol: EvalProfile, policy, knobs: dict[str, Any], policy_name: str) -> EvalProfile:
     """replan: user knob > policy.default_replan (its checkpoint's contract) > profile; the source follows."""
     default = getattr(policy, "default_replan", None)
     if "replan" not in knobs and default is not None:
@@ -90,7 +90,7 @@ def apply_policy_defaults(protocol: Protocol, policy, knobs: dict[str, Any], pol
     return protocol
 
 
-def image_size_decision(protocol: Protocol, policy) -> dict[str, Any]:
+def image_size_decision(protocol: EvalProfile, policy) -> dict[str, Any]:
     """Who decides the policy's input size: the policy when its ObsRequest names one, else the profile."""
     request = getattr(policy, "obs_request", None)
     size = getattr(request, "image_size", None)
@@ -129,12 +129,12 @@ def _coerce_policy_arg(policy: str, key: str, value: Any, param: inspect.Paramet
         raise ValueError(f"policy {policy!r} argument {key}: expected {type(default).__name__}, got {value!r}") from None
 
 
-def default_out_dir(req: EvalRequest, protocol: Protocol) -> Path:
+def default_out_dir(req: EvalRequest, protocol: EvalProfile) -> Path:
     # An import-path policy (`mypkg.mod:MyPolicy`) gets a colon-free folder name.
     return DEFAULT_RUNS_DIR / req.policy.replace(":", ".") / f"{req.suite}__{protocol.name}"
 
 
-def _plan(req: EvalRequest) -> tuple[Any, Protocol, list[EpisodeSpec], dict[str, int] | None]:
+def _plan(req: EvalRequest) -> tuple[Any, EvalProfile, list[EpisodeSpec], dict[str, int] | None]:
     """The episodes this invocation owns (the whole plan, or its `--shard` of it) and the shard's facts."""
     from wambench.shard import Shard
 
@@ -175,7 +175,7 @@ def stratified_sample(specs: list[EpisodeSpec], fraction: float, seed: int) -> l
 
 def make_manifest(
     req: EvalRequest,
-    protocol: Protocol,
+    protocol: EvalProfile,
     policy,
     policy_args: dict[str, Any],
     n_specs: int,
@@ -221,7 +221,7 @@ def evaluate(
     on_start: Callable[[EpisodeSpec], None] | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_step: Callable[[EpisodeSpec, int], None] | None = None,
-    on_open: Callable[[Path, Protocol, Any], None] | None = None,
+    on_open: Callable[[Path, EvalProfile, Any], None] | None = None,
 ):
     """Run `req`. Callbacks (all optional) feed a display: `on_open(run_dir, protocol, policy)` once the
     run directory is open, `on_plan`, then per episode `on_start`, `on_step(spec, steps)`, `on_record`."""
@@ -268,7 +268,7 @@ def _evaluate_locked(req, benchmark, protocol, specs, shard, store, video, hooks
             cluster = RayCluster(req.ray_address, req.workers * req.ray_cpus_per_worker + req.ray_policy_actor)
         action_dim = benchmark_action_dim(benchmark, protocol)
         if cluster is not None and req.ray_policy_actor:
-            policy, policy_args = cluster.remote_policy(req.policy, req.policy_args, action_dim)
+            policy, policy_args = cluster.policy_actor(req.policy, req.policy_args, action_dim)
         else:
             policy, policy_args = build_policy(req.policy, req.policy_args, action_dim)
         protocol = apply_policy_defaults(protocol, policy, req.knobs, req.policy)
@@ -326,7 +326,7 @@ def validate_request(req: EvalRequest) -> None:
             raise ValueError(f"knob {name} must be >= {least}, got {number}")
 
 
-def validate_plan(req: EvalRequest, protocol: Protocol, specs: list[EpisodeSpec]) -> None:
+def validate_plan(req: EvalRequest, protocol: EvalProfile, specs: list[EpisodeSpec]) -> None:
     """The resolved plan must hold at least one episode, each with a positive step budget (knob values such as
     video_every are checked when the profile is built)."""
     if not specs:

@@ -82,7 +82,7 @@ class EvalProfile:
         return self.seed
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Protocol":
+    def from_dict(cls, d: Mapping[str, Any]) -> "EvalProfile":
         """Inverse of `to_dict`; an unknown field raises TypeError (a run from another protocol schema)."""
         return cls(**dict(d))
 
@@ -125,10 +125,6 @@ class EvalProfile:
                 raise ValueError(f"unknown protocol knob {key!r} for profile {self.name!r}; known: {', '.join(known)}")
             sources[key] = source
         return dataclasses.replace(self, extra=extra, sources=sources, **changes)
-
-
-# `Protocol` is the historical name; `EvalProfile` avoids the clash with typing.Protocol.
-Protocol = EvalProfile
 
 
 def _type_name(hint: Any) -> str:

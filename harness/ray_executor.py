@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from wambench import worker as W
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.registry import MissingDependencyError
 from wambench.runner import Slot
 from wambench.types import Benchmark, EpisodeSpec, ObsRequest, Policy
@@ -40,7 +40,7 @@ def _import_ray():
 class SimWorker:
     """Ray actor body: one simulator, one GL context, one episode at a time."""
 
-    def __init__(self, benchmark: Benchmark, protocol: Protocol, obs_request: ObsRequest, video_fps: int):
+    def __init__(self, benchmark: Benchmark, protocol: EvalProfile, obs_request: ObsRequest, video_fps: int):
         from wambench.gl import configure_gl
 
         configure_gl()
@@ -53,7 +53,7 @@ class SimWorker:
         self.executor.close()
 
 
-class PolicyServer:
+class PolicyActor:
     """Ray actor body holding the policy (on a GPU when the cluster has one)."""
 
     def __init__(self, name: str, args: dict[str, Any], action_dim: int):
@@ -72,8 +72,8 @@ class PolicyServer:
         return np.asarray(self.policy.act(observations), dtype=np.float32)
 
 
-class RemotePolicy:
-    """The `Policy` contract, answered by a `PolicyServer` actor."""
+class PolicyActorHandle:
+    """The `Policy` contract, answered by a `PolicyActor` actor."""
 
     def __init__(self, actor: Any, info: dict[str, Any]):
         self._ray = _import_ray()
@@ -119,15 +119,15 @@ class RayCluster:
     def resources(self) -> dict[str, float]:
         return self.ray.cluster_resources()
 
-    def remote_policy(self, name: str, args: dict[str, Any], action_dim: int) -> tuple[RemotePolicy, dict[str, Any]]:
+    def policy_actor(self, name: str, args: dict[str, Any], action_dim: int) -> tuple[PolicyActorHandle, dict[str, Any]]:
         gpus = 1 if self.resources().get("GPU", 0) >= 1 else 0
-        actor_cls = self.ray.remote(PolicyServer).options(num_cpus=1, num_gpus=gpus, max_restarts=0)
+        actor_cls = self.ray.remote(PolicyActor).options(num_cpus=1, num_gpus=gpus, max_restarts=0)
         actor = actor_cls.remote(name, args, action_dim)
         try:
             info = self.ray.get(actor.info.remote())
         except self.ray.exceptions.RayActorError as e:
             raise ValueError(f"the policy actor failed to start: {_last_error_line(e)}") from None
-        return RemotePolicy(actor, info), info["args"]
+        return PolicyActorHandle(actor, info), info["args"]
 
     def close(self) -> None:
         if self.owned:
@@ -148,7 +148,7 @@ class RayExecutor:
         self,
         cluster: RayCluster,
         benchmark: Benchmark,
-        protocol: Protocol,
+        protocol: EvalProfile,
         policy: Policy,
         video_fps: int = 20,
         *,

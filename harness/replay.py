@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.types import EpisodeSpec
 
 FORMAT = 1  # bump when the stored fields change meaning
@@ -56,7 +56,7 @@ class EpisodeLog:
     """Everything needed to re-execute one episode: start, actions, and where it ended."""
 
     spec: EpisodeSpec
-    protocol: dict[str, Any]  # the resolved protocol (Protocol.to_dict())
+    protocol: dict[str, Any]  # the resolved protocol (EvalProfile.to_dict())
     actions: np.ndarray  # (steps, action_dim) float32, exactly as sent to the simulator
     chunks: list[int] = field(default_factory=list)  # actions executed per policy call, in order
     success: bool = False
@@ -163,7 +163,7 @@ class ReplayCheck:
         return "; ".join(parts)
 
 
-def check_replayable(log: EpisodeLog, manifest: Mapping[str, Any] | None = None) -> Protocol:
+def check_replayable(log: EpisodeLog, manifest: Mapping[str, Any] | None = None) -> EvalProfile:
     """The protocol to replay `log` with, or one clear line saying why it cannot be replayed here."""
     key = log.spec.key
     here = wambench_version()
@@ -174,11 +174,11 @@ def check_replayable(log: EpisodeLog, manifest: Mapping[str, Any] | None = None)
         raise ReplayRefused(f"cannot replay {key}: its protocol differs from the run manifest's "
                             f"({protocol_digest(log.protocol)} != {protocol_digest(manifest.get('protocol', {}))})")
     try:
-        protocol = Protocol.from_dict(log.protocol)
+        protocol = EvalProfile.from_dict(log.protocol)
     except (TypeError, ValueError) as e:
-        raise ReplayRefused(f"cannot replay {key}: its protocol does not fit this wambench's Protocol ({e})") from None
+        raise ReplayRefused(f"cannot replay {key}: its protocol does not fit this wambench's EvalProfile ({e})") from None
     if protocol.to_dict() != log.protocol:
-        raise ReplayRefused(f"cannot replay {key}: its protocol does not round-trip through this wambench's Protocol")
+        raise ReplayRefused(f"cannot replay {key}: its protocol does not round-trip through this wambench's EvalProfile")
     return protocol
 
 

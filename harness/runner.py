@@ -26,12 +26,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, Callable, Protocol as TypingProtocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from wambench import worker as W
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.records import EpisodeRecord
 from wambench.replay import EpisodeLog, log_path, remove_stale_temporaries
 from wambench.store import DiskFull, RunStore
@@ -74,7 +74,7 @@ class Slot:
     filming: bool = False  # the episode is over; its video is being rendered by replay
 
 
-class Executor(TypingProtocol):
+class Executor(Protocol):
     """Where `EpisodeExecutor`s run. Messages are worker.py's dataclasses.
 
     A request sent with `send` is answered exactly once through `poll`; a
@@ -117,7 +117,7 @@ class _Proc:
 class LocalExecutor:
     """Worker processes on this machine (spawned: one GL context per process)."""
 
-    def __init__(self, benchmark: Benchmark, protocol: Protocol, policy: Policy, video_fps: int):
+    def __init__(self, benchmark: Benchmark, protocol: EvalProfile, policy: Policy, video_fps: int):
         self._ctx = mp.get_context("spawn")
         self._args = (benchmark, protocol, policy.obs_request, video_fps)
         self._undelivered: dict[int, str] = {}  # slot index -> why a send failed
@@ -256,7 +256,7 @@ class Runner:
         self,
         benchmark: Benchmark,
         policy: Policy,
-        protocol: Protocol,
+        protocol: EvalProfile,
         store: RunStore,
         *,
         workers: int = 1,

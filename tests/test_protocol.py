@@ -12,7 +12,7 @@ from wambench.envs.libero import PROFILES, LiberoBenchmark
 from wambench.evaluate import apply_policy_defaults, build_benchmark, choose_profile, image_size_decision, resolve_protocol
 from wambench.policies import POLICIES
 from wambench.policies.baselines import NoopPolicy
-from wambench.protocol import EvalProfile, Protocol
+from wambench.protocol import EvalProfile
 from wambench.registry import UnknownNameError
 from wambench.types import ObsRequest, benchmark_action_dim
 
@@ -43,7 +43,6 @@ def test_overrides_are_typed_and_record_their_source():
     assert p.sources["replan"] == "user override" and PROFILES["openpi"].sources["replan"].startswith("Physical-Intelligence/openpi")
     with pytest.raises(ValueError, match="knob replan: expected int, got 'ten'"):
         PROFILES["openpi"].with_overrides({"replan": "ten"})
-    assert Protocol is EvalProfile  # the historical name still works
 
 
 def test_default_profile_is_the_policys_authors_evaluator():

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from wambench.evaluate import parse_policy_args, parse_tasks, stratified_sample
-from wambench.protocol import Protocol, parse_knobs
+from wambench.protocol import EvalProfile, parse_knobs
 from wambench.registry import Registry, UnknownNameError
 from wambench.reports.stats import wilson_interval
 from wambench.store import ManifestMismatch, RunStore, iter_records
@@ -43,7 +43,7 @@ def test_registry_did_you_mean():
 
 
 def test_protocol_overrides_are_typed_and_checked():
-    p = Protocol("p", max_steps={"a": 100, "b": 200}, wait_steps=10, replan=5, rotate_180=True, extra={"instruction_type": "seen"})
+    p = EvalProfile("p", max_steps={"a": 100, "b": 200}, wait_steps=10, replan=5, rotate_180=True, extra={"instruction_type": "seen"})
     q = p.with_overrides({"max_steps": "7", "wait_steps": "2", "rotate_180": "false", "instruction_type": "unseen"})
     assert q.max_steps == {"a": 7, "b": 7}
     assert (q.wait_steps, q.rotate_180, q.extra["instruction_type"]) == (2, False, "unseen")
@@ -55,12 +55,12 @@ def test_protocol_overrides_are_typed_and_checked():
 
 
 def test_seed_modes():
-    assert Protocol("p", seed=7, seed_mode="per_task").seed_for(3) == 7
-    assert Protocol("p", seed=1000, seed_mode="per_episode").seed_for(3) == 1003
+    assert EvalProfile("p", seed=7, seed_mode="per_task").seed_for(3) == 7
+    assert EvalProfile("p", seed=1000, seed_mode="per_episode").seed_for(3) == 1003
     # sequential: every episode derives from the one per-task seed (its state from the benchmark's cache)
-    assert Protocol("p", seed=42, seed_mode="sequential").seed_for(3) == 42
+    assert EvalProfile("p", seed=42, seed_mode="sequential").seed_for(3) == 42
     with pytest.raises(ValueError, match="unknown seed_mode 'per_run'"):
-        Protocol("p", seed_mode="per_run")
+        EvalProfile("p", seed_mode="per_run")
 
 
 def test_parsers():

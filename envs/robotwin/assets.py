@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from wambench.envs.robotwin.runtime import import_runtime
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 
 ASSETS_ENV = "WAMBENCH_ROBOTWIN_ASSETS"
 ASSETS_HINT = f"pass --knob assets=DIR or set {ASSETS_ENV}; install them with `wambench assets robotwin --from DIR_OR_ZIPS`"
@@ -40,7 +40,7 @@ def check_assets(root: str | os.PathLike | None) -> Path:
     return path
 
 
-def asset_root(protocol: Protocol) -> Path:
+def asset_root(protocol: EvalProfile) -> Path:
     return check_assets(protocol.extra.get("assets") or os.environ.get(ASSETS_ENV))
 
 
@@ -135,9 +135,9 @@ def add_commands(assets_app) -> None:
 
     def cache_path(cache: Optional[Path]) -> Path:
         from wambench.envs.robotwin.seeds import seed_cache_path
-        from wambench.protocol import Protocol
+        from wambench.protocol import EvalProfile
 
-        return cache or seed_cache_path(Protocol(name="cli", extra={}))
+        return cache or seed_cache_path(EvalProfile(name="cli", extra={}))
 
     @seeds_app.command("export")
     def export_cmd(

@@ -27,7 +27,7 @@ from wambench.envs.robotwin.seeds import (
     SEED_STRIDE, ListedOutcomes, SeedCache, _ExpertCheck, key_id, resolve_seeds, seed_cache_path, seed_key, select_list,
 )
 from wambench.imaging import hstack_frames, resize_with_pad
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
 
 # Task config -> the suite name records carry (the two columns of the paper's Table 12).
@@ -72,8 +72,8 @@ _COMMON_SOURCES = {
 }
 
 
-def _profile(name: str, seed: int, replan: int, sources: dict[str, str]) -> Protocol:
-    return Protocol(
+def _profile(name: str, seed: int, replan: int, sources: dict[str, str]) -> EvalProfile:
+    return EvalProfile(
         name=name,
         max_steps={},  # empty: each task's limit from the runtime's _eval_step_limit.yml
         wait_steps=0,
@@ -136,7 +136,7 @@ class RoboTwinBenchmark:
             TaskInfo(SETTINGS[s], i, t, task_title(t)) for s in self.settings for i, t in enumerate(self.task_names())
         ]
 
-    def episodes(self, protocol: Protocol, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
+    def episodes(self, protocol: EvalProfile, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
         action_type = protocol.extra.get("action_type", "qpos")
         if action_type not in ACTION_DIMS:
             raise ValueError(f"action_type must be one of {', '.join(ACTION_DIMS)}, got {action_type!r}")
@@ -194,7 +194,7 @@ class RoboTwinBenchmark:
                     )
         return specs
 
-    def describe(self, protocol: Protocol) -> dict[str, Any]:
+    def describe(self, protocol: EvalProfile) -> dict[str, Any]:
         """Run-level facts for the manifest: camera rendering, task-code overrides, the seed keys used."""
         return {
             "render": camera_render(),
@@ -202,14 +202,14 @@ class RoboTwinBenchmark:
             "seed_keys": dict(getattr(self, "seed_keys", {})),
         }
 
-    def make_env(self, protocol: Protocol) -> "RoboTwinEnv":
+    def make_env(self, protocol: EvalProfile) -> "RoboTwinEnv":
         return RoboTwinEnv(protocol)
 
 
 class RoboTwinEnv:
     """One RoboTwin task object; each episode is a fresh `setup_demo` (as upstream)."""
 
-    def __init__(self, protocol: Protocol):
+    def __init__(self, protocol: EvalProfile):
         self.protocol = protocol
         self.assets = str(asset_root(protocol))
         self.action_type = protocol.extra.get("action_type", "qpos")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 from wambench.registry import MissingDependencyError
 
 RUNTIME_HINT = "run scripts/setup_sapien.sh (installs rlinf-robotwin-runtime==0.1.3 into <venv>/opt/robotwin)"
@@ -75,7 +75,7 @@ def draw_instruction(task: str, episode_params: Mapping[str, str], instruction_t
     return random.Random(seed).choice(described[0][instruction_type])
 
 
-def _planner(protocol: Protocol, rollout: bool = False) -> str:
+def _planner(protocol: EvalProfile, rollout: bool = False) -> str:
     """The planner the expert check uses; for a rollout, one this machine has (the robot builds it)."""
     import importlib.util
 
@@ -88,7 +88,7 @@ def _planner(protocol: Protocol, rollout: bool = False) -> str:
     return planner
 
 
-def task_setup(protocol: Protocol, task: str, setting: str, assets: str, rollout: bool = False) -> "TaskSetup":
+def task_setup(protocol: EvalProfile, task: str, setting: str, assets: str, rollout: bool = False) -> "TaskSetup":
     return TaskSetup(
         task, setting, assets, _planner(protocol, rollout),
         planning_time=float(protocol.extra.get("mplib_planning_time", 60.0)),

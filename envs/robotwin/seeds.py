@@ -1,7 +1,7 @@
 """RoboTwin's accepted seeds: the scripted-expert check on candidate seeds, its
 cache, and seed lists as a shareable artifact.
 
-Protocol (RoboTwin's script/eval_policy.py): candidate seeds start at
+The protocol (RoboTwin's script/eval_policy.py): candidate seeds start at
 100000 * (1 + seed); the scripted expert (`play_once`) runs first on each
 candidate and a seed is kept only if it plans and succeeds; the first N kept
 seeds are the N episodes. Expert outcomes never depend on the policy, so they
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from wambench.envs.robotwin.runtime import TASK_OVERRIDES, TaskSetup, import_runtime
-from wambench.protocol import Protocol
+from wambench.protocol import EvalProfile
 
 SEED_STRIDE = 100000
 FORMAT = "wambench-robotwin-seeds/1"
@@ -280,7 +280,7 @@ class _ExpertCheck:
         return expert_check(self.setup, seed)
 
 
-def seed_cache_path(protocol: Protocol) -> Path:
+def seed_cache_path(protocol: EvalProfile) -> Path:
     explicit = protocol.extra.get("seed_cache")
     if explicit:
         return Path(explicit)
