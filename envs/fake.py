@@ -5,17 +5,7 @@ action, and it "succeeds" at a step fixed by the task. Knobs provoke the
 failures a real simulator produces only by accident, so runner semantics
 (early stop, retries, set-up errors, hangs, resume) are tested in
 milliseconds, in-process (runner.ThreadExecutor) or in real worker
-processes (runner.LocalExecutor):
-
-- `success_at`: per-task step at which the episode succeeds (0 = never);
-  every `fail_every`-th episode of a task never succeeds, so tables mix outcomes.
-- `crash_on`: comma-separated episode keys (or "*") whose `crash_at` step
-  crashes the worker: `crash="exit"` (os._exit, like a segfault: never use
-  in-process), `"raise"` (an exception), `"hang"` (sleeps `hang_s`).
-  `crash_times` > 0 limits crashes per key to that many, counted in files
-  under `crash_dir` (shared by processes), so a retry can succeed.
-- `setup_error`: a message raised when the env is built (like missing assets).
-- `step_s`: seconds each step sleeps, to give a stress test time to strike.
+processes (runner.LocalExecutor). The knobs: FakeKnobs.
 """
 
 from __future__ import annotations
@@ -24,16 +14,38 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
-from wambench.protocol import EvalProfile
+from wambench.protocol import BenchmarkKnobs, EvalProfile
 from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
 
 SUITE = "fake"
 ACTION_DIM = 4
 ACTION_BOUND = 1.0  # declared range [-1, 1]: the runner's action check reads `action_bounds`
+
+
+@dataclass(frozen=True)
+class FakeKnobs(BenchmarkKnobs):
+    # Per-task step at which the episode succeeds (0 = never), comma-separated;
+    # every `fail_every`-th episode of a task never succeeds, so tables mix outcomes.
+    success_at: str = "5,12,0"
+    fail_every: int = 3
+    # Comma-separated episode keys (or "*") whose `crash_at` step crashes the worker.
+    crash_on: str = ""
+    crash_at: int = 2
+    # exit: os._exit, like a segfault (never in-process); raise: an exception; hang: sleeps `hang_s`.
+    crash: Literal["exit", "raise", "hang"] = "raise"
+    # > 0: at most that many crashes per key, counted in files under `crash_dir`
+    # (shared by processes), so a retry can succeed.
+    crash_times: int = 0
+    crash_dir: str = ""
+    hang_s: float = 3600.0
+    setup_error: str = ""  # a message raised when the env is built (like missing assets)
+    step_s: float = 0.0  # seconds each step sleeps, to give a stress test time to strike
+    episodes_per_task: int = 3
+
 
 PROFILES = {
     "fake": EvalProfile(
@@ -43,25 +55,13 @@ PROFILES = {
         replan=0,
         render_size=16,
         image_size=8,
-        extra={
-            "success_at": "5,12,0",
-            "fail_every": 3,
-            "crash_on": "",
-            "crash_at": 2,
-            "crash": "raise",
-            "crash_times": 0,
-            "crash_dir": "",
-            "hang_s": 3600.0,
-            "setup_error": "",
-            "step_s": 0.0,
-            "episodes_per_task": 3,
-        },
+        extra=FakeKnobs(),
     ),
 }
 
 
 def _success_steps(protocol: EvalProfile) -> list[int]:
-    text = str(protocol.extra.get("success_at", ""))
+    text = protocol.extra.success_at
     try:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -87,7 +87,7 @@ class FakeBenchmark:
     def episodes(self, protocol: EvalProfile, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
         infos = self.tasks(protocol)
         count = n_episodes if n_episodes is not None else protocol.episodes  # the argument, else the profile's
-        count = int(protocol.extra.get("episodes_per_task", 3)) if count is None else count
+        count = protocol.extra.episodes_per_task if count is None else count
         specs = []
         for tid in range(len(infos)) if tasks is None else tasks:
             if not 0 <= tid < len(infos):
@@ -106,21 +106,18 @@ class FakeBenchmark:
 
 class FakeEnv:
     def __init__(self, protocol: EvalProfile, action_dim: int):
-        extra = protocol.extra
-        if extra.get("setup_error"):
-            raise FileNotFoundError(str(extra["setup_error"]))
-        if extra.get("crash") not in ("exit", "raise", "hang"):
-            raise ValueError(f"knob crash: expected exit, raise or hang, got {extra.get('crash')!r}")
+        knobs = protocol.extra
+        if knobs.setup_error:
+            raise FileNotFoundError(knobs.setup_error)
         self.success_steps = _success_steps(protocol)
-        self.fail_every = int(extra.get("fail_every", 0))
-        crash_on = str(extra.get("crash_on", ""))
-        self.crash_on = {k.strip() for k in crash_on.split(",") if k.strip()}
-        self.crash_at = int(extra.get("crash_at", 2))
-        self.crash = str(extra.get("crash"))
-        self.crash_times = int(extra.get("crash_times", 0))
-        self.crash_dir = Path(str(extra.get("crash_dir") or "."))
-        self.hang_s = float(extra.get("hang_s", 3600.0))
-        self.step_s = float(extra.get("step_s", 0.0))
+        self.fail_every = knobs.fail_every
+        self.crash_on = {k.strip() for k in knobs.crash_on.split(",") if k.strip()}
+        self.crash_at = knobs.crash_at
+        self.crash = knobs.crash
+        self.crash_times = knobs.crash_times
+        self.crash_dir = Path(knobs.crash_dir or ".")
+        self.hang_s = knobs.hang_s
+        self.step_s = knobs.step_s
         self.image_size = int(protocol.image_size)
         self.action_dim = action_dim
         self.spec: EpisodeSpec | None = None

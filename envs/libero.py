@@ -15,7 +15,7 @@ import numpy as np
 
 from wambench.gl import configure_gl
 from wambench.imaging import resize_with_pad
-from wambench.protocol import EvalProfile
+from wambench.protocol import BenchmarkKnobs, EvalProfile
 from wambench.envs import _LIBERO_HINT, close_quietly
 from wambench.registry import MissingDependencyError
 from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
@@ -29,11 +29,16 @@ CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 # Gripper -1 = open in LIBERO's OSC_POSE action space.
 DUMMY_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float32)
 
-# Rendering knob: it changes cost, never outcomes, so every profile shares it.
-# `render_every_step` restores robosuite's own per-step camera rendering (the
-# reference the deferred path is tested against). The video rate is the
-# harness-wide `EvalProfile.video_every`.
-RENDER_KNOBS = {"render_every_step": False}
+
+@dataclass(frozen=True)
+class LiberoKnobs(BenchmarkKnobs):
+    # Rendering only: it changes cost, never outcomes, so every profile shares it.
+    # True restores robosuite's own per-step camera rendering (the reference the
+    # deferred path is tested against). The video rate is the harness-wide
+    # `EvalProfile.video_every`.
+    render_every_step: bool = False
+
+
 RENDER_SOURCES = {"render_every_step": "wambench (rendering cost only; outcomes identical)"}
 
 # The official evaluators, at the commits the profiles were read from.
@@ -72,7 +77,7 @@ def _wam_profile(name: str, repo: str) -> EvalProfile:
         seed_mode="sequential",
         seed=42,
         evaluator=script,
-        extra=dict(RENDER_KNOBS),
+        extra=LiberoKnobs(),
         sources={
             "max_steps": f"{script} _get_max_steps",
             "wait_steps": f"{config} EVALUATION.num_steps_wait",
@@ -103,7 +108,7 @@ PROFILES = {
         seed_mode="sequential",
         seed=7,
         evaluator=f"{OPENPI}:examples/libero/main.py",
-        extra=dict(RENDER_KNOBS),
+        extra=LiberoKnobs(),
         sources={
             "max_steps": f"{OPENPI}:examples/libero/main.py eval_libero (per suite)",
             "wait_steps": f"{OPENPI}:examples/libero/main.py Args.num_steps_wait",
@@ -130,7 +135,7 @@ PROFILES = {
         seed_mode="per_episode",
         seed=1000,
         evaluator=f"{LEROBOT}:src/lerobot/scripts/lerobot_eval.py (--env.type=libero --eval.batch_size=1)",
-        extra=dict(RENDER_KNOBS),
+        extra=LiberoKnobs(),
         sources={
             "max_steps": f"{LEROBOT}:src/lerobot/envs/libero.py TASK_SUITE_MAX_STEPS",
             "wait_steps": f"{LEROBOT}:src/lerobot/envs/libero.py LiberoEnv num_steps_wait",
@@ -478,7 +483,7 @@ class LiberoEnv:
 
     def __init__(self, protocol: EvalProfile):
         self.protocol = protocol
-        self.render_every_step = bool(protocol.extra.get("render_every_step", False))
+        self.render_every_step = protocol.extra.render_every_step
         self._benchmark, self._get_libero_path, self._env_cls = self._load_simulator()
         self._suites: dict[str, Any] = {}
         self._env = None
@@ -507,7 +512,7 @@ class LiberoEnv:
         size = self.protocol.render_size
         self._env = self._env_cls(bddl_file_name=bddl, camera_heights=size, camera_widths=size)
         self._cameras = DeferredCameras(self._env.env)
-        CompiledModelCache(self._env.env)
+        self._sim_cache = CompiledModelCache(self._env.env)
         self._init_states = init_states
         self._env_task = (spec.suite, spec.task_id)
 
@@ -608,6 +613,9 @@ class LiberoEnv:
 
     def close(self) -> None:
         close_quietly(self._env)
+        if self._sim_cache is not None:
+            self._sim_cache.release_context()
+        self._sim_cache = None
         self._env = None
         self._env_task = None
         self._start = None

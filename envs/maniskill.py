@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
 from wambench.envs import close_quietly, step_limit
 from wambench.imaging import hstack_frames, resize_with_pad
-from wambench.protocol import EvalProfile
+from wambench.protocol import BenchmarkKnobs, EvalProfile
 from wambench.registry import MissingDependencyError
 from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
 
@@ -32,6 +32,7 @@ TASKS: dict[str, tuple[str, int]] = {
 
 # Control mode -> action size for the Panda arm (6-d/7-d arm command + gripper).
 CONTROL_MODES = {"pd_ee_delta_pose": 7, "pd_joint_delta_pos": 8, "pd_joint_pos": 8}
+ControlMode = Literal["pd_ee_delta_pose", "pd_joint_delta_pos", "pd_joint_pos"]  # the keys of CONTROL_MODES
 
 # ManiSkill's own motion-planning solutions (mani_skill.examples.motionplanning.panda.solutions),
 # the scripted expert of `--policy expert`.
@@ -40,6 +41,13 @@ EXPERT_CONTROL_MODE = "pd_joint_pos"  # the solutions command joint positions (m
 
 # Policy-facing camera names -> ManiSkill sensor names.
 CAMERAS = {"agentview": "base_camera", "base_camera": "base_camera"}
+
+
+@dataclass(frozen=True)
+class ManiSkillKnobs(BenchmarkKnobs):
+    control_mode: ControlMode = "pd_ee_delta_pose"
+    video_size: int = 256  # the render camera that films videos (policy cameras: render_size)
+
 
 PROFILES = {
     "maniskill": EvalProfile(
@@ -54,7 +62,7 @@ PROFILES = {
         seed=0,
         episodes=10,
         evaluator="wambench (ManiSkill3 has no single official LIBERO-style evaluator; task limits from mani_skill's registrations)",
-        extra={"control_mode": "pd_ee_delta_pose", "video_size": 256},
+        extra=ManiSkillKnobs(),
         sources={"max_steps": "mani_skill 3.0.1 task registrations (max_episode_steps)", "render_size": "mani_skill 3.0.1 default sensor resolution"},
     ),
 }
@@ -63,16 +71,9 @@ PROFILES = {
 # take 60-200 steps, the tasks' limits are for learned policies).
 PROFILES["expert"] = dataclasses.replace(
     PROFILES["maniskill"], name="expert", max_steps={"maniskill": 400},
-    extra={**PROFILES["maniskill"].extra, "control_mode": EXPERT_CONTROL_MODE},
+    extra=ManiSkillKnobs(control_mode=EXPERT_CONTROL_MODE),
 )
 DEFAULT_PROFILE = "maniskill"
-
-
-def _control_mode(protocol: EvalProfile) -> str:
-    mode = protocol.extra.get("control_mode", "pd_ee_delta_pose")
-    if mode not in CONTROL_MODES:
-        raise ValueError(f"unsupported ManiSkill control_mode {mode!r}; choose one of {', '.join(CONTROL_MODES)}")
-    return mode
 
 
 @dataclass
@@ -86,7 +87,7 @@ class ManiSkillBenchmark:
     scripted_expert = True  # ManiSkillEnv.expert_actions: its motion-planning solutions
 
     def action_dim(self, protocol: EvalProfile) -> int:
-        return CONTROL_MODES[_control_mode(protocol)]
+        return CONTROL_MODES[protocol.extra.control_mode]
 
     def tasks(self) -> list[TaskInfo]:
         return [TaskInfo(self.suite, i, t, TASKS[t][0]) for i, t in enumerate(self.task_names)]
@@ -104,7 +105,7 @@ class ManiSkillBenchmark:
                     EpisodeSpec(
                         suite=self.suite, task_id=tid, task_name=task, instruction=instruction, episode=k,
                         seed=protocol.seed_for(k), max_steps=step_limit(protocol, self.suite, limit),
-                        extra={"control_mode": _control_mode(protocol)},
+                        extra={"control_mode": protocol.extra.control_mode},
                     )
                 )
         return specs
@@ -134,7 +135,7 @@ class ManiSkillEnv:
 
     def __init__(self, protocol: EvalProfile):
         self.protocol = protocol
-        self.control_mode = _control_mode(protocol)
+        self.control_mode = protocol.extra.control_mode
         self._gym = _import_maniskill()
         self._env = None
         self._task: str | None = None
@@ -146,7 +147,7 @@ class ManiSkillEnv:
             return
         self.close()
         size = int(self.protocol.render_size)
-        video = int(self.protocol.extra.get("video_size", 256))
+        video = self.protocol.extra.video_size
         env = self._gym.make(
             task,
             obs_mode="state",

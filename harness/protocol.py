@@ -18,6 +18,7 @@ Who decides what:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import types
 import typing
@@ -35,6 +36,21 @@ SEED_MODES = ("per_episode", "per_task", "sequential")
 
 # Knobs the harness itself reads, valid for every suite.
 HARNESS_KNOBS = ("video_every",)
+
+
+@dataclass(frozen=True)
+class BenchmarkKnobs:
+    """A benchmark's own knobs: each benchmark subclasses this next to its profiles, one typed field per knob.
+
+    A `Literal` field is checked whenever knobs are built (a profile, an override,
+    a stored manifest), so a benchmark reads its knobs without validating them.
+    """
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            if typing.get_origin(hints[f.name]) is typing.Literal:
+                _coerce(getattr(self, f.name), hints[f.name], f.name)
 
 
 @dataclass(frozen=True)
@@ -56,8 +72,8 @@ class EvalProfile:
     seed: int = 0
     # The official evaluator this profile reproduces (owner/repo@commit:path), and how exactly.
     evaluator: str = ""
-    # Benchmark-specific knobs (RoboTwin: instruction_type, expert_check, ...).
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # Benchmark-specific knobs (RoboTwin: instruction_type, planner, ...), a BenchmarkKnobs subclass.
+    extra: BenchmarkKnobs = BenchmarkKnobs()
     sources: Mapping[str, str] = field(default_factory=dict)  # knob -> provenance (paper Sec. / owner/repo@commit:path)
     video_every: int = 2  # harness-owned: one video frame every N control steps, every suite
 
@@ -83,51 +99,76 @@ class EvalProfile:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EvalProfile":
-        """Inverse of `to_dict`; an unknown field raises TypeError (a run from another protocol schema)."""
-        return cls(**dict(d))
+        """Inverse of `to_dict`; an unknown field or knob class raises TypeError or ValueError
+        (a run from another protocol or knob schema)."""
+        d = dict(d)
+        if "extra_type" not in d:
+            raise TypeError("no extra_type (the knob class) in the protocol")
+        knobs = _knob_class(d.pop("extra_type"))
+        return cls(**{**d, "extra": knobs(**d.get("extra", {}))})
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["max_steps"] = dict(self.max_steps)
-        d["extra"] = dict(self.extra)
+        d["extra_type"] = f"{type(self.extra).__module__}:{type(self.extra).__qualname__}"
         d["sources"] = dict(self.sources)
         return d
 
     def knobs(self) -> list[tuple[str, Any, str, str]]:
-        """(knob, value, type, source) for every overridable knob, `extra` included."""
+        """(knob, value, type, source) for every overridable knob, `extra`'s included."""
         hints = typing.get_type_hints(EvalProfile)
-        rows = []
-        for f in dataclasses.fields(self):
-            if f.name in ("name", "extra", "sources", "evaluator"):
-                continue
-            default = "wambench (harness-owned, every suite)" if f.name in HARNESS_KNOBS else ""
-            rows.append((f.name, getattr(self, f.name), _type_name(hints[f.name]), self.sources.get(f.name, default)))
-        for key, value in self.extra.items():
-            rows.append((key, value, type(value).__name__, self.sources.get(key, "")))
-        return rows
+        knob_hints = typing.get_type_hints(type(self.extra))
+        fields = [(f.name, getattr(self, f.name), hints[f.name]) for f in dataclasses.fields(self)
+                  if f.name not in ("name", "extra", "sources", "evaluator")]
+        fields += [(f.name, getattr(self.extra, f.name), knob_hints[f.name]) for f in dataclasses.fields(self.extra)]
+        return [
+            (name, value, _type_name(hint),
+             self.sources.get(name, "wambench (harness-owned, every suite)" if name in HARNESS_KNOBS else ""))
+            for name, value, hint in fields
+        ]
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "user override") -> "EvalProfile":
         """Apply `knob=value` overrides (their source becomes `source`); unknown knobs are refused."""
-        fields = {f.name: f for f in dataclasses.fields(self)}
+        fields = {f.name for f in dataclasses.fields(self)} - {"name", "extra", "sources"}
         hints = typing.get_type_hints(EvalProfile)
+        knob_hints = typing.get_type_hints(type(self.extra))
         changes: dict[str, Any] = {}
-        extra = dict(self.extra)
+        knobs: dict[str, Any] = {}
         sources = dict(self.sources)
         for key, value in overrides.items():
             if key == "max_steps" and not isinstance(value, Mapping):
                 changes["max_steps"] = {s: int(value) for s in (self.max_steps or {"*": 0})}
-            elif key in fields and key not in ("name", "extra", "sources"):
+            elif key in fields:
                 changes[key] = _coerce(value, hints[key], key)
-            elif key in extra:
-                extra[key] = _coerce(value, type(extra[key]), key)
+            elif key in knob_hints:
+                knobs[key] = _coerce(value, knob_hints[key], key)
             else:
-                known = sorted([k for k in fields if k not in ("name", "extra", "sources")] + list(extra))
+                known = sorted([*fields, *knob_hints])
                 raise ValueError(f"unknown protocol knob {key!r} for profile {self.name!r}; known: {', '.join(known)}")
             sources[key] = source
-        return dataclasses.replace(self, extra=extra, sources=sources, **changes)
+        return dataclasses.replace(self, extra=dataclasses.replace(self.extra, **knobs), sources=sources, **changes)
+
+
+def _knob_class(path: str) -> type[BenchmarkKnobs]:
+    """The BenchmarkKnobs subclass `to_dict` named as "module:QualName"."""
+    module, _, qualname = str(path).partition(":")
+    # Only wambench's own modules: a stored run must not make us import arbitrary code.
+    if not (module == "wambench" or module.startswith("wambench.")) or not qualname:
+        raise ValueError(f"knob class {path!r} is not a wambench module:QualName")
+    try:
+        kind: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            kind = getattr(kind, part)
+    except (ImportError, AttributeError):
+        raise ValueError(f"unknown knob class {path!r}") from None
+    if not (isinstance(kind, type) and issubclass(kind, BenchmarkKnobs)):
+        raise TypeError(f"{path!r} is not a BenchmarkKnobs class")
+    return kind
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "|".join(map(str, typing.get_args(hint)))
     if isinstance(hint, type):
         return hint.__name__
     return str(hint).replace("typing.", "")
@@ -139,6 +180,11 @@ def _coerce(value: Any, kind: Any, key: str = "") -> Any:
         if isinstance(value, str) and value.lower() in ("none", "null", ""):
             return None
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if typing.get_origin(kind) is typing.Literal:
+        allowed = typing.get_args(kind)
+        if value not in allowed:
+            raise ValueError(f"knob {key or '?'}: expected one of {', '.join(map(str, allowed))}, got {value!r}")
+        return value
     if not isinstance(value, str) or kind is str:
         return value
     try:

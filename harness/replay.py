@@ -251,7 +251,7 @@ def render_stored_episode(
         overrides["video_every"] = int(every)
     if size is not None:
         overrides["render_size"] = overrides["image_size"] = int(size)
-        if "video_size" in protocol.extra:  # ManiSkill films with its own render camera
+        if hasattr(protocol.extra, "video_size"):  # ManiSkill films with its own render camera
             overrides["video_size"] = int(size)
     protocol = protocol.with_overrides(overrides)
     if out is None:

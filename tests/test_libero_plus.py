@@ -104,13 +104,13 @@ def test_paper_subset_is_the_imagewam_evaluators_2008_variants():
     official = fixture("paper_subset.json")
     mine = subset_ids("paper", SUITE_SIZES)
     assert {s: sorted(ids) for s, ids in mine.items()} == official["ids"] and official["total"] == 2008
-    assert lp.PROFILES["imagewam"].extra["subset"] == "paper" and "run_libero_manager.py" in lp.PROFILES["imagewam"].sources["subset"]
+    assert lp.PROFILES["imagewam"].extra.subset == "paper" and "run_libero_manager.py" in lp.PROFILES["imagewam"].sources["subset"]
     dims = ("camera", "robot", "language", "noise")
     specs = lp.LiberoPlusBenchmark(dimensions=dims).episodes(profile(subset="paper"), None, None)
     expected = [v for v in lp.all_variants() if v.dimension in dims and v.task_id in official["ids"][v.suite]]
     assert [s.task_name for s in specs] == [v.name for v in expected] and all(s.extra["subset"] == "paper" for s in specs)
-    with pytest.raises(ValueError, match="unknown LIBERO-Plus subset 'half'"):
-        lp.LiberoPlusBenchmark(dimensions=dims).episodes(profile(subset="half"), None, None)
+    with pytest.raises(ValueError, match="knob subset: expected one of all, paper, got 'half'"):
+        profile(subset="half")
 
 
 def test_sensor_noise_matches_the_official_corruptions_bit_for_bit():

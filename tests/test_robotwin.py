@@ -199,7 +199,7 @@ def test_profiles_reproduce_each_evaluators_seed_start_and_replan_with_sources()
     assert starts == {"robotwin": 100000, "imagewam": 4300000, "fastwam": 4300000}
     assert {name: p.replan for name, p in PROFILES.items()} == {"robotwin": 0, "imagewam": 16, "fastwam": 24}
     for p in PROFILES.values():
-        assert p.extra["instruction_type"] == "unseen" and p.extra["upstream_task_code"] is True
+        assert p.extra.instruction_type == "unseen" and p.extra.upstream_task_code is True
         assert {"seed", "replan", "episodes", "instruction_type", "on_crash"} <= set(p.sources)
     assert "configs/train.yaml (seed: 42)" in PROFILES["imagewam"].sources["seed"]
     assert "REPLAN_STEPS=16" in PROFILES["imagewam"].sources["replan"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
 from wambench.evaluate import parse_policy_args, parse_tasks, stratified_sample
-from wambench.protocol import EvalProfile, parse_knobs
+from wambench.protocol import BenchmarkKnobs, EvalProfile, parse_knobs
 from wambench.registry import Registry, UnknownNameError
 from wambench.reports.stats import wilson_interval
 from wambench.store import ManifestMismatch, RunStore, iter_records
@@ -42,11 +44,16 @@ def test_registry_did_you_mean():
         reg.register("libero-goal", "x:z")
 
 
+@dataclass(frozen=True)
+class Knobs(BenchmarkKnobs):
+    instruction_type: Literal["seen", "unseen"] = "seen"
+
+
 def test_protocol_overrides_are_typed_and_checked():
-    p = EvalProfile("p", max_steps={"a": 100, "b": 200}, wait_steps=10, replan=5, rotate_180=True, extra={"instruction_type": "seen"})
+    p = EvalProfile("p", max_steps={"a": 100, "b": 200}, wait_steps=10, replan=5, rotate_180=True, extra=Knobs())
     q = p.with_overrides({"max_steps": "7", "wait_steps": "2", "rotate_180": "false", "instruction_type": "unseen"})
     assert q.max_steps == {"a": 7, "b": 7}
-    assert (q.wait_steps, q.rotate_180, q.extra["instruction_type"]) == (2, False, "unseen")
+    assert (q.wait_steps, q.rotate_180, q.extra) == (2, False, Knobs("unseen"))
     assert p.wait_steps == 10  # profiles are immutable
     with pytest.raises(ValueError, match="unknown protocol knob 'wiat_steps'.*wait_steps"):
         p.with_overrides({"wiat_steps": 1})

@@ -35,7 +35,7 @@ def default_assets_dir() -> Path:
 
 
 def assets_dir(protocol: EvalProfile | None = None) -> Path:
-    knob = str((protocol.extra if protocol else {}).get("assets") or "")
+    knob = protocol.extra.assets if protocol else ""
     return Path(knob or os.environ.get(ASSETS_ENV) or default_assets_dir()).expanduser()
 
 

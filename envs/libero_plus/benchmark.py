@@ -22,11 +22,11 @@ import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from wambench.envs.libero import LIBERO_SUITES, PROFILES as LIBERO_PROFILES, LiberoEnv
+from wambench.envs.libero import LIBERO_SUITES, PROFILES as LIBERO_PROFILES, LiberoEnv, LiberoKnobs
 from wambench.envs.libero_plus.assets import asset_sources, assets_dir, missing_assets, missing_assets_message, overlay_root
 from wambench.envs.libero_plus.noise import GLASS_BOUNDS, corrupt
 from wambench.envs.libero_plus.variants import (
@@ -45,24 +45,27 @@ _SOURCES = {
     "missing_assets": "wambench: upstream has no such case (its assets.zip is complete)",
 }
 
+
+@dataclass(frozen=True)
+class LiberoPlusKnobs(LiberoKnobs):
+    # Extra asset directory ("" = $WAMBENCH_LIBERO_PLUS_ASSETS, else the `wambench assets` dir).
+    assets: str = ""
+    # "upstream": LIBERO-Plus' Task.language, what the evaluator passes (see variants.instruction);
+    # "clean": the base task's LIBERO instruction (language variants: their own text).
+    instruction: Literal["upstream", "clean"] = "upstream"
+    # "head": shuffle the whole image (the head the paper's runs used); "0.1.5": the PyPI bounds (224).
+    glass_blur: Literal["head", "0.1.5"] = "head"
+    # "paper": the ImageWAM evaluator's 20 % per suite (2,008 variants); "all": every variant.
+    subset: Literal["all", "paper"] = "all"
+    # "error": refuse to start when a variant lacks assets; "skip": drop those variants
+    # (their dimension is then marked incomplete in records, manifest and tables).
+    missing_assets: Literal["error", "skip"] = "error"
+
+
 PROFILES = {
     name: dataclasses.replace(
         p,
-        extra={
-            **p.extra,
-            # Extra asset directory ("" = $WAMBENCH_LIBERO_PLUS_ASSETS, else the `wambench assets` dir).
-            "assets": "",
-            # "upstream": LIBERO-Plus' Task.language, what the evaluator passes (see variants.instruction);
-            # "clean": the base task's LIBERO instruction (language variants: their own text).
-            "instruction": "upstream",
-            # "head": shuffle the whole image (the head the paper's runs used); "0.1.5": the PyPI bounds (224).
-            "glass_blur": "head",
-            # "paper": the ImageWAM evaluator's 20 % per suite (2,008 variants); "all": every variant.
-            "subset": "paper" if name == "imagewam" else "all",
-            # "error": refuse to start when a variant lacks assets; "skip": drop those variants
-            # (their dimension is then marked incomplete in records, manifest and tables).
-            "missing_assets": "error",
-        },
+        extra=LiberoPlusKnobs(**dataclasses.asdict(p.extra), subset="paper" if name == "imagewam" else "all"),
         sources={**p.sources, **_SOURCES},
     )
     for name, p in LIBERO_PROFILES.items()
@@ -114,16 +117,12 @@ class LiberoPlusBenchmark:
             variants = [v for v in variants if v.task_id in wanted]
             if not variants:
                 raise ValueError(f"no {self.name} variant has task index in {sorted(wanted)[:8]} (indices are per base suite)")
-        source = str(protocol.extra.get("instruction", "upstream"))
-        subset = str(protocol.extra.get("subset", "all"))
+        subset = protocol.extra.subset
         keep = subset_ids(subset, SUITE_SIZES)  # over all variants of a suite, as the evaluator samples
         if keep is not None:
             variants = [v for v in variants if v.task_id in keep[v.suite]]
-        mode = str(protocol.extra.get("missing_assets", "error"))
-        if mode not in ("error", "skip"):
-            raise ValueError(f"missing_assets must be error or skip, got {mode!r}")
         missing = missing_assets(variants, asset_sources(protocol))
-        if missing and mode == "error":
+        if missing and protocol.extra.missing_assets == "error":
             raise FileNotFoundError(missing_assets_message(variants, missing, assets_dir(protocol)))
         self.coverage = coverage(variants, missing)
         return [
@@ -131,7 +130,7 @@ class LiberoPlusBenchmark:
                 suite=v.suite,
                 task_id=v.task_id,
                 task_name=v.name,
-                instruction=instruction(v, source),
+                instruction=instruction(v, protocol.extra.instruction),
                 episode=0,
                 seed=protocol.seed_for(0),
                 max_steps=protocol.max_steps_for(v.suite),
@@ -158,7 +157,7 @@ class LiberoPlusBenchmark:
         cov = getattr(self, "coverage", {})
         return {
             "package": f"{PACKAGE}=={VERSION}",
-            "subset": protocol.extra.get("subset", "all"),
+            "subset": protocol.extra.subset,
             "coverage": cov,
             "incomplete_dimensions": sorted(d for d, c in cov.items() if not c["complete"]),
             # The workers' simulator (the LIBERO stack this process resolves); the evaluator used mujoco 3.3.2.
@@ -285,7 +284,7 @@ class LiberoPlusEnv(LiberoEnv):
     def _load_simulator(self) -> tuple[Any, Any, Any]:
         PlusControlEnv.domain = load_package(asset_sources(self.protocol))
         self._noise = 0
-        self._glass = str(self.protocol.extra.get("glass_blur", "head"))
+        self._glass = self.protocol.extra.glass_blur
         self._rng = np.random.RandomState(0)
         return None, None, PlusControlEnv
 

@@ -41,7 +41,7 @@ def check_assets(root: str | os.PathLike | None) -> Path:
 
 
 def asset_root(protocol: EvalProfile) -> Path:
-    return check_assets(protocol.extra.get("assets") or os.environ.get(ASSETS_ENV))
+    return check_assets(protocol.extra.assets or os.environ.get(ASSETS_ENV))
 
 
 @lru_cache(maxsize=None)
@@ -134,10 +134,11 @@ def add_commands(assets_app) -> None:
     assets_app.add_typer(seeds_app, name="robotwin-seeds")
 
     def cache_path(cache: Optional[Path]) -> Path:
+        from wambench.envs.robotwin.benchmark import RoboTwinKnobs
         from wambench.envs.robotwin.seeds import seed_cache_path
         from wambench.protocol import EvalProfile
 
-        return cache or seed_cache_path(EvalProfile(name="cli", extra={}))
+        return cache or seed_cache_path(EvalProfile(name="cli", extra=RoboTwinKnobs()))
 
     @seeds_app.command("export")
     def export_cmd(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from wambench.envs.robotwin.seeds import (
     SEED_STRIDE, ListedOutcomes, SeedCache, _ExpertCheck, key_id, resolve_seeds, seed_cache_path, seed_key, select_list,
 )
 from wambench.imaging import hstack_frames, resize_with_pad
-from wambench.protocol import EvalProfile
+from wambench.protocol import BenchmarkKnobs, EvalProfile
 from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
 
 # Task config -> the suite name records carry (the two columns of the paper's Table 12).
@@ -43,22 +43,27 @@ UPSTREAM = "RoboTwin-Platform/RoboTwin@bf44be5"  # = stable_2.0 13c3c47, vendore
 IMAGEWAM = "yuyangalin/ImageWAM@5d4a341"
 FASTWAM = "yuantianyuan01/FastWAM@45d8e14"
 
-# Knobs every profile shares; the expert check and seeds are upstream's (script/eval_policy.py).
-_COMMON_EXTRA = {
-    "instruction_type": "unseen",
-    "action_type": "qpos",
-    "assets": "",
-    "planner": "auto",  # curobo when importable (upstream default), else mplib (seeded, see runtime.py)
+
+@dataclass(frozen=True)
+class RoboTwinKnobs(BenchmarkKnobs):
+    """Knobs every profile shares; the expert check and seeds are upstream's (script/eval_policy.py)."""
+
+    instruction_type: Literal["seen", "unseen"] = "unseen"
+    action_type: Literal["qpos", "ee"] = "qpos"  # the keys of ACTION_DIMS
+    assets: str = ""  # "": $WAMBENCH_ROBOTWIN_ASSETS
+    # auto: curobo when importable (upstream default), else mplib (seeded, see runtime.py)
+    planner: Literal["auto", "curobo", "mplib"] = "auto"
     # mplib's RRT time limit (s) in the expert check. Upstream's 2 s made the accepted seeds depend
     # on CPU load; this is only a safety net: a plan that hits it is not cached (outcome not reproducible).
-    "mplib_planning_time": 60.0,
-    "expert_jobs": 2,  # processes running the scripted expert on candidate seeds
-    "max_seed_candidates": 2000,  # per task: give up (one clear error) past this many
-    "seed_cache": "",  # default: $WAMBENCH_CACHE or ~/.cache/wambench
-    "seeds_from": "",  # an exported seed list (`wambench assets robotwin-seeds export`): no local expert check
-    "clear_cache_freq": 5,
-    "upstream_task_code": True,  # override the runtime's task code where it differs from upstream (place_empty_cup)
-}
+    mplib_planning_time: float = 60.0
+    expert_jobs: int = 2  # processes running the scripted expert on candidate seeds
+    max_seed_candidates: int = 2000  # per task: give up (one clear error) past this many
+    seed_cache: str = ""  # default: $WAMBENCH_CACHE or ~/.cache/wambench
+    seeds_from: str = ""  # an exported seed list (`wambench assets robotwin-seeds export`): no local expert check
+    clear_cache_freq: int = 5
+    upstream_task_code: bool = True  # override the runtime's task code where it differs from upstream (place_empty_cup)
+
+
 _COMMON_SOURCES = {
     "max_steps": f"{UPSTREAM}:task_config/_eval_step_limit.yml (via rlinf-robotwin-runtime 0.1.3)",
     "planner": f"{UPSTREAM}:envs/robot/robot.py (planner_backend default curobo)",
@@ -83,7 +88,7 @@ def _profile(name: str, seed: int, replan: int, sources: dict[str, str]) -> Eval
         rotate_180=False,
         seed_mode="per_task",
         seed=seed,  # eval_policy.py --seed; candidates start at 100000 * (1 + seed)
-        extra=dict(_COMMON_EXTRA),
+        extra=RoboTwinKnobs(),
         sources={**_COMMON_SOURCES, **sources},
     )
 
@@ -137,9 +142,7 @@ class RoboTwinBenchmark:
         ]
 
     def episodes(self, protocol: EvalProfile, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
-        action_type = protocol.extra.get("action_type", "qpos")
-        if action_type not in ACTION_DIMS:
-            raise ValueError(f"action_type must be one of {', '.join(ACTION_DIMS)}, got {action_type!r}")
+        action_type = protocol.extra.action_type
         self.action_dim = ACTION_DIMS[action_type]  # the runner checks policy chunks against it
         limits = task_step_limits()
         names = self.task_names()
@@ -150,11 +153,11 @@ class RoboTwinBenchmark:
         assets = str(asset_root(protocol))  # fail here, in the parent, before any worker starts
         count = EPISODES_PER_TASK if n_episodes is None else n_episodes
         start = SEED_STRIDE * (1 + int(protocol.seed))
-        instruction_type = protocol.extra.get("instruction_type", "unseen")
+        instruction_type = protocol.extra.instruction_type
         render = camera_render()
         if not render["matches_upstream"]:
             warnings.warn(f"RoboTwin cameras: {render['note']}", RenderMismatchWarning, stacklevel=2)
-        seeds_from = str(protocol.extra.get("seeds_from") or "")
+        seeds_from = protocol.extra.seeds_from
         self.seed_keys = {}
         specs = []
         for setting in self.settings:
@@ -164,16 +167,16 @@ class RoboTwinBenchmark:
                 key = seed_key(setup)
                 label = f"{setting}/{task}"
                 if seeds_from:  # outcomes computed elsewhere (e.g. with cuRobo): no local expert check
-                    explicit = protocol.extra.get("planner", "auto")
+                    explicit = protocol.extra.planner
                     key, listed = select_list(Path(seeds_from), key, None if explicit == "auto" else explicit)
                     check, cache, jobs = ListedOutcomes(Path(seeds_from), listed, label), SeedCache(None, key), 1
                 else:
                     check, cache = _ExpertCheck(setup), SeedCache(seed_cache_path(protocol), key)
-                    jobs = int(protocol.extra.get("expert_jobs", 2))
+                    jobs = protocol.extra.expert_jobs
                 self.seed_keys[label] = key
                 resolved = resolve_seeds(
                     count, start, check, cache, jobs=jobs,
-                    max_candidates=int(protocol.extra.get("max_seed_candidates", 2000)), label=label,
+                    max_candidates=protocol.extra.max_seed_candidates, label=label,
                 )
                 for r in resolved:
                     specs.append(
@@ -198,7 +201,7 @@ class RoboTwinBenchmark:
         """Run-level facts for the manifest: camera rendering, task-code overrides, the seed keys used."""
         return {
             "render": camera_render(),
-            "task_code": {t: TASK_OVERRIDES[t][1] for t in TASK_OVERRIDES if protocol.extra.get("upstream_task_code", True)},
+            "task_code": {t: TASK_OVERRIDES[t][1] for t in TASK_OVERRIDES if protocol.extra.upstream_task_code},
             "seed_keys": dict(getattr(self, "seed_keys", {})),
         }
 
@@ -212,7 +215,7 @@ class RoboTwinEnv:
     def __init__(self, protocol: EvalProfile):
         self.protocol = protocol
         self.assets = str(asset_root(protocol))
-        self.action_type = protocol.extra.get("action_type", "qpos")
+        self.action_type = protocol.extra.action_type
         self._task = None
         self._setup = None
         self._args: dict[str, Any] = {}
@@ -278,7 +281,7 @@ class RoboTwinEnv:
         if self._task is None:
             return
         self._episodes += 1
-        freq = int(self.protocol.extra.get("clear_cache_freq", 5))
+        freq = self.protocol.extra.clear_cache_freq
         try:
             self._task.close_env(clear_cache=self._episodes % max(1, freq) == 0)
         except Exception:  # noqa: BLE001 - a half-built env must not mask the real error

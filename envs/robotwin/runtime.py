@@ -79,9 +79,7 @@ def _planner(protocol: EvalProfile, rollout: bool = False) -> str:
     """The planner the expert check uses; for a rollout, one this machine has (the robot builds it)."""
     import importlib.util
 
-    planner = protocol.extra.get("planner", "auto")
-    if planner not in ("auto", "curobo", "mplib"):
-        raise ValueError(f"planner must be auto, curobo or mplib, got {planner!r}")
+    planner = protocol.extra.planner
     have_curobo = importlib.util.find_spec("curobo") is not None
     if planner == "auto" or (rollout and not have_curobo):
         return "curobo" if have_curobo else "mplib"
@@ -91,8 +89,8 @@ def _planner(protocol: EvalProfile, rollout: bool = False) -> str:
 def task_setup(protocol: EvalProfile, task: str, setting: str, assets: str, rollout: bool = False) -> "TaskSetup":
     return TaskSetup(
         task, setting, assets, _planner(protocol, rollout),
-        planning_time=float(protocol.extra.get("mplib_planning_time", 60.0)),
-        upstream_code=bool(protocol.extra.get("upstream_task_code", True)),
+        planning_time=protocol.extra.mplib_planning_time,
+        upstream_code=protocol.extra.upstream_task_code,
     )
 
 

@@ -281,7 +281,7 @@ class _ExpertCheck:
 
 
 def seed_cache_path(protocol: EvalProfile) -> Path:
-    explicit = protocol.extra.get("seed_cache")
+    explicit = protocol.extra.seed_cache
     if explicit:
         return Path(explicit)
     base = Path(os.environ.get("WAMBENCH_CACHE", Path.home() / ".cache" / "wambench"))
