@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -43,6 +44,78 @@ def test_overrides_are_typed_and_record_their_source():
     assert p.sources["replan"] == "user override" and PROFILES["openpi"].sources["replan"].startswith("Physical-Intelligence/openpi")
     with pytest.raises(ValueError, match="knob replan: expected int, got 'ten'"):
         PROFILES["openpi"].with_overrides({"replan": "ten"})
+
+
+def test_a_literal_knob_is_refused_with_its_allowed_values():
+    robotwin = build_benchmark("robotwin-clean").profiles["robotwin"]
+    assert robotwin.with_overrides({"instruction_type": "seen"}).extra.instruction_type == "seen"
+    with pytest.raises(ValueError, match=r"^knob instruction_type: expected one of seen, unseen, got 'foo'$"):
+        robotwin.with_overrides({"instruction_type": "foo"})
+    with pytest.raises(ValueError, match="knob crash: expected one of exit, raise, hang, got 'segfault'"):
+        build_benchmark("fake").profiles["fake"].with_overrides({"crash": "segfault"})
+    with pytest.raises(ValueError, match="unknown protocol knob 'instruction_typ'.*instruction_type"):
+        robotwin.with_overrides({"instruction_typ": "seen"})
+    with pytest.raises(ValueError, match="unknown protocol knob 'control_mode'"):  # another benchmark's knob
+        robotwin.with_overrides({"control_mode": "pd_joint_pos"})
+
+
+def test_literal_knobs_name_exactly_what_their_benchmark_accepts():
+    import typing
+
+    from wambench.envs.libero_plus.benchmark import LiberoPlusKnobs
+    from wambench.envs.libero_plus.noise import GLASS_BOUNDS
+    from wambench.envs.libero_plus.variants import INSTRUCTION_SOURCES, SUBSETS
+    from wambench.envs.maniskill import CONTROL_MODES, ManiSkillKnobs
+    from wambench.envs.robotwin.benchmark import ACTION_DIMS, RoboTwinKnobs
+
+    def allowed(cls, knob):
+        return set(typing.get_args(typing.get_type_hints(cls)[knob]))
+
+    assert allowed(ManiSkillKnobs, "control_mode") == set(CONTROL_MODES)
+    assert allowed(RoboTwinKnobs, "action_type") == set(ACTION_DIMS)
+    assert allowed(LiberoPlusKnobs, "glass_blur") == set(GLASS_BOUNDS)
+    assert allowed(LiberoPlusKnobs, "subset") == set(SUBSETS)
+    assert allowed(LiberoPlusKnobs, "instruction") == set(INSTRUCTION_SOURCES)
+
+
+def test_every_profile_of_every_suite_round_trips_through_its_dict():
+    import json
+
+    for suite in SUITES.names():
+        for name, profile in build_benchmark(suite).profiles.items():
+            d = json.loads(json.dumps(profile.to_dict()))  # as the manifest and the replay logs store it
+            assert d["extra"] == dataclasses.asdict(profile.extra), (suite, name)
+            assert EvalProfile.from_dict(d) == profile, (suite, name)
+    manifest = build_benchmark("robotwin-clean").profiles["imagewam"].to_dict()
+    assert manifest["extra_type"] == "wambench.envs.robotwin.benchmark:RoboTwinKnobs"
+    assert manifest["extra"]["instruction_type"] == "unseen"
+
+
+def test_a_protocol_from_another_knob_schema_is_refused(tmp_path):
+    import numpy as np
+
+    from wambench.replay import EpisodeLog, ReplayRefused, check_replayable
+    from wambench.types import EpisodeSpec
+
+    good = build_benchmark("maniskill").profiles["maniskill"].to_dict()
+    robotwin = "wambench.envs.robotwin.benchmark:RoboTwinKnobs"
+    bad = {
+        "a knob this schema lacks": ({**good, "extra": {**good["extra"], "fps": 30}}, TypeError, "fps"),
+        "another benchmark's class": ({**good, "extra_type": robotwin}, TypeError, "control_mode"),
+        "a value the Literal refuses": ({**good, "extra": {**good["extra"], "control_mode": "pd_nope"}}, ValueError, "pd_nope"),
+        "a class that is gone": ({**good, "extra_type": "wambench.envs.maniskill:ManiSkillKnobsV2"}, ValueError, "unknown knob class"),
+        "a class outside wambench": ({**good, "extra_type": "os:system"}, ValueError, "not a wambench module"),
+        "not a knob class": ({**good, "extra_type": "wambench.protocol:EvalProfile"}, TypeError, "not a BenchmarkKnobs"),
+        "no class": ({k: v for k, v in good.items() if k != "extra_type"}, TypeError, "no extra_type"),
+    }
+    spec = EpisodeSpec("maniskill", 0, "PickCube-v1", "pick", 0, 0, 5)
+    for why, (protocol, error, words) in bad.items():
+        with pytest.raises(error, match=words):
+            EvalProfile.from_dict(protocol)
+        with pytest.raises(ReplayRefused) as refused:
+            check_replayable(EpisodeLog(spec, protocol, np.zeros((5, 7), np.float32)))
+        assert "does not fit this wambench's EvalProfile" in str(refused.value) and "\n" not in str(refused.value), why
+    assert check_replayable(EpisodeLog(spec, good, np.zeros((5, 7), np.float32))) == EvalProfile.from_dict(good)
 
 
 def test_default_profile_is_the_policys_authors_evaluator():
@@ -115,6 +188,13 @@ def test_list_subcommands():
     render = next(line for line in knobs.stdout.splitlines() if line.split()[:1] == ["render_size"])
     assert render.split()[1:3] == ["360", "int"] and "src/lerobot/envs/configs.py" in render
     assert "video_every" in knobs.stdout and "harness-owned" in knobs.stdout
+    render_every = next(line for line in knobs.stdout.splitlines() if line.split()[:1] == ["render_every_step"])
+    assert render_every.split()[1:3] == ["false", "bool"]
+    robotwin = wambench("list", "knobs", "--suite", "robotwin-clean")
+    assert robotwin.returncode == 0, robotwin.stderr
+    typed = {line.split()[0]: line.split()[1:3] for line in robotwin.stdout.splitlines()[2:]}
+    assert typed["instruction_type"] == ['"unseen"', "seen|unseen"] and typed["planner"] == ['"auto"', "auto|curobo|mplib"]
+    assert typed["expert_jobs"] == ["2", "int"] and typed["upstream_task_code"] == ["true", "bool"]
     profiles = wambench("list", "profiles", "--suite", "libero-goal")
     assert "imagewam (default)" in profiles.stdout and "Physical-Intelligence/openpi@15a9616" in profiles.stdout
     policies = wambench("list", "policies")

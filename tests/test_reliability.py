@@ -152,6 +152,7 @@ def test_concurrent_cli_writer_exits_and_a_dead_holder_does_not_block(tmp_path: 
     (["--max-steps", "0"], "knob max_steps must be >= 1, got 0"),
     (["--max-steps", "-5"], "knob max_steps must be >= 1, got -5"),
     (["--knob", "seed=abc"], "knob seed: expected int, got 'abc'"),
+    (["--knob", "crash=segfault"], "knob crash: expected one of exit, raise, hang, got 'segfault'"),
     (["-a", "chunk_size=abc"], "policy 'noop' argument chunk_size: expected int, got 'abc'"),
     (["--bad-actions", "ignore"], "--bad-actions must be one of error, clip"),
 ])
