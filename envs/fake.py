@@ -72,10 +72,13 @@ def _success_steps(protocol: EvalProfile) -> list[int]:
 class FakeBenchmark:
     name: str = SUITE
     suite: str = SUITE
-    action_dim: int = ACTION_DIM
     action_bounds: tuple[float, float] = (-ACTION_BOUND, ACTION_BOUND)
     profiles = PROFILES
     default_profile = "fake"
+    embodiment = "fake"
+
+    def action_dim(self, protocol: EvalProfile) -> int:
+        return ACTION_DIM
 
     def tasks(self, protocol: EvalProfile | None = None) -> list[TaskInfo]:
         steps = _success_steps(protocol or PROFILES["fake"])
@@ -101,7 +104,7 @@ class FakeBenchmark:
         return specs
 
     def make_env(self, protocol: EvalProfile) -> "FakeEnv":
-        return FakeEnv(protocol, self.action_dim)
+        return FakeEnv(protocol, self.action_dim(protocol))
 
 
 class FakeEnv:

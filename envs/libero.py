@@ -24,6 +24,8 @@ from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
 LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
 
 # Camera names policies ask for -> robosuite camera names.
+# Franka Panda under OSC_POSE, cameras agentview + wrist, 8-d state (eef pos, axis-angle, gripper qpos).
+LIBERO_EMBODIMENT = "libero-panda"
 CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 
 # Gripper -1 = open in LIBERO's OSC_POSE action space.
@@ -181,6 +183,7 @@ class LiberoBenchmark:
     name: str = "libero"
     profiles = PROFILES
     default_profile = DEFAULT_PROFILE
+    embodiment = LIBERO_EMBODIMENT
     action_bounds = (-1.0, 1.0)  # robosuite's OSC delta-pose and gripper command range (runner.ACTION_MARGIN)
 
     def action_dim(self, protocol: EvalProfile) -> int:

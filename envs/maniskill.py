@@ -84,6 +84,7 @@ class ManiSkillBenchmark:
     profiles = PROFILES
     action_bounds = (-1.0, 1.0)  # both control modes take normalised deltas (runner.ACTION_MARGIN)
     default_profile = DEFAULT_PROFILE
+    embodiment = "maniskill-panda"
     scripted_expert = True  # ManiSkillEnv.expert_actions: its motion-planning solutions
 
     def action_dim(self, protocol: EvalProfile) -> int:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from wambench.manifest import git_sha, host_info, now_iso, package_versions, simulator_versions
 from wambench.protocol import EvalProfile
 from wambench.store import RunStore
-from wambench.types import EpisodeSpec, benchmark_action_dim
+from wambench.types import EpisodeSpec
 
 DEFAULT_RUNS_DIR = Path(os.environ.get("WAMBENCH_RUNS", "results/runs"))
 
@@ -99,7 +99,8 @@ def image_size_decision(protocol: EvalProfile, policy) -> dict[str, Any]:
     return {"value": [protocol.image_size, protocol.image_size], "decided_by": f"profile {protocol.name}"}
 
 
-def build_policy(name: str, args: dict[str, Any], action_dim: int):
+def build_policy(name: str, args: dict[str, Any], action_dim: int, embodiment: str | None = None):
+    """A registered policy, given what it asks for of the benchmark (`action_dim`, `embodiment`) unless set in `args`."""
     from wambench.policies import POLICIES
 
     entry = POLICIES.get(name)
@@ -107,8 +108,9 @@ def build_policy(name: str, args: dict[str, Any], action_dim: int):
     params = inspect.signature(factory).parameters
     final = {**entry.kwargs, **args}
     # Cheap policies take the benchmark's action size; model policies read it from their checkpoint.
-    if "action_dim" in params and "action_dim" not in final:
-        final["action_dim"] = action_dim
+    for key, value in (("action_dim", action_dim), ("embodiment", embodiment)):
+        if key in params and key not in final and value is not None:
+            final[key] = value
     unknown = [k for k in final if k not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values())]
     if unknown:
         accepted = [p for p in params if p not in ("self",)]
@@ -266,11 +268,11 @@ def _evaluate_locked(req, benchmark, protocol, specs, shard, store, video, hooks
             from wambench.ray_executor import RayCluster, RayExecutor
 
             cluster = RayCluster(req.ray_address, req.workers * req.ray_cpus_per_worker + req.ray_policy_actor)
-        action_dim = benchmark_action_dim(benchmark, protocol)
+        action_dim = int(benchmark.action_dim(protocol))
         if cluster is not None and req.ray_policy_actor:
-            policy, policy_args = cluster.policy_actor(req.policy, req.policy_args, action_dim)
+            policy, policy_args = cluster.policy_actor(req.policy, req.policy_args, action_dim, benchmark.embodiment)
         else:
-            policy, policy_args = build_policy(req.policy, req.policy_args, action_dim)
+            policy, policy_args = build_policy(req.policy, req.policy_args, action_dim, benchmark.embodiment)
         protocol = apply_policy_defaults(protocol, policy, req.knobs, req.policy)
         if cluster is not None:
             executor = RayExecutor(

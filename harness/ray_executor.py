@@ -56,10 +56,10 @@ class SimWorker:
 class PolicyActor:
     """Ray actor body holding the policy (on a GPU when the cluster has one)."""
 
-    def __init__(self, name: str, args: dict[str, Any], action_dim: int):
+    def __init__(self, name: str, args: dict[str, Any], action_dim: int, embodiment: str):
         from wambench.evaluate import build_policy
 
-        self.policy, self.args = build_policy(name, args, action_dim)
+        self.policy, self.args = build_policy(name, args, action_dim, embodiment)
 
     def info(self) -> dict[str, Any]:
         p = self.policy
@@ -119,10 +119,10 @@ class RayCluster:
     def resources(self) -> dict[str, float]:
         return self.ray.cluster_resources()
 
-    def policy_actor(self, name: str, args: dict[str, Any], action_dim: int) -> tuple[PolicyActorHandle, dict[str, Any]]:
+    def policy_actor(self, name: str, args: dict[str, Any], action_dim: int, embodiment: str) -> tuple[PolicyActorHandle, dict[str, Any]]:
         gpus = 1 if self.resources().get("GPU", 0) >= 1 else 0
         actor_cls = self.ray.remote(PolicyActor).options(num_cpus=1, num_gpus=gpus, max_restarts=0)
-        actor = actor_cls.remote(name, args, action_dim)
+        actor = actor_cls.remote(name, args, action_dim, embodiment)
         try:
             info = self.ray.get(actor.info.remote())
         except self.ray.exceptions.RayActorError as e:

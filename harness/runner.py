@@ -35,7 +35,7 @@ from wambench.protocol import EvalProfile
 from wambench.records import EpisodeRecord
 from wambench.replay import EpisodeLog, log_path, remove_stale_temporaries
 from wambench.store import DiskFull, RunStore
-from wambench.types import Benchmark, EpisodeSpec, Policy, benchmark_action_dim
+from wambench.types import Benchmark, EpisodeSpec, Policy
 from wambench.video import VideoPolicy, video_path
 
 MAX_ATTEMPTS = 2  # a crashed episode is retried once, then recorded with its error
@@ -468,7 +468,7 @@ class Runner:
         result.batched_obs += len(ready)
         if chunks.ndim != 3 or chunks.shape[0] != len(ready):
             raise ValueError(f"policy returned shape {chunks.shape}; expected ({len(ready)}, T, action_dim)")
-        action_dim = benchmark_action_dim(self.benchmark, self.protocol)
+        action_dim = int(self.benchmark.action_dim(self.protocol))
         if chunks.shape[2] != action_dim:
             raise ValueError(f"policy returned action_dim {chunks.shape[2]}; {self.benchmark.name} needs {action_dim}")
         for slot, chunk in zip(ready, chunks):

@@ -112,6 +112,9 @@ class Benchmark(Protocol):
     # Evaluation profiles (wambench.protocol.EvalProfile), named after the evaluators they reproduce.
     profiles: Mapping[str, "ProtocolLike"]
     default_profile: str
+    # The robot and its observation layout, e.g. "libero-panda", "aloha-agilex": what a policy
+    # needs to know to speak to this benchmark (policies/remote.py picks its wire mapper by it).
+    embodiment: str
 
     def action_dim(self, protocol: "ProtocolLike") -> int:
         """The action size under `protocol`; pure (no state changes)."""
@@ -126,12 +129,6 @@ class Benchmark(Protocol):
 
 class ProtocolLike(Protocol):
     name: str
-
-
-def benchmark_action_dim(benchmark: Any, protocol: Any) -> int:
-    """`benchmark.action_dim(protocol)`; a plain `action_dim` attribute is still accepted from older benchmarks."""
-    dim = benchmark.action_dim
-    return int(dim(protocol)) if callable(dim) else int(dim)
 
 
 @runtime_checkable

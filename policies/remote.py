@@ -143,13 +143,22 @@ class AlohaMapper:
 MAPPERS = {"libero": LiberoMapper, "aloha": AlohaMapper}
 
 
-def mapper_for_suite(suite: str) -> str | None:
-    s = suite.lower()
-    if s.startswith("libero"):
-        return "libero"
-    if s.startswith(("robotwin", "aloha")):
-        return "aloha"
-    return None
+# The openpi observation layout each benchmark embodiment (Benchmark.embodiment) is served in.
+MAPPER_FOR_EMBODIMENT = {"libero-panda": "libero", "aloha-agilex": "aloha"}
+
+
+def mapper_for(embodiment: str | None, mapper: str | None) -> str:
+    """The wire mapper: the benchmark's own layout, or `mapper` where the user names one that fits."""
+    native = MAPPER_FOR_EMBODIMENT.get(embodiment or "")
+    if mapper is None:
+        if native is None:
+            raise ValueError(f"no openpi observation layout is known for embodiment {embodiment!r}; "
+                             f"pass --policy-arg mapper={'|'.join(MAPPERS)}")
+        return native
+    if native is not None and mapper != native:
+        raise ValueError(f"this benchmark's robot ({embodiment}) uses the {native!r} observation layout but "
+                         f"mapper={mapper!r} was asked for; pass --policy-arg mapper={native}")
+    return mapper
 
 
 def make_mapper(name: str, cameras: Mapping[str, str] | None = None):
@@ -295,6 +304,7 @@ class RemotePolicy:
         url: str = "ws://127.0.0.1:8000",
         mapper: str | None = None,
         action_dim: int | None = None,
+        embodiment: str | None = None,
         horizon: int | None = None,
         execute: int | None = None,
         cameras: Mapping[str, str] | None = None,
@@ -308,12 +318,7 @@ class RemotePolicy:
         self.url = url
         self.preset = preset
         self.action_dim = None if action_dim is None else int(action_dim)
-        self._explicit_mapper = mapper is not None
-        if mapper is None:
-            mapper = {7: "libero", 14: "aloha"}.get(self.action_dim or 0)
-            if mapper is None:
-                raise ValueError(f"cannot pick an observation mapper for action_dim={action_dim}; pass mapper=libero|aloha")
-        self.mapper = make_mapper(mapper, cameras)
+        self.mapper = make_mapper(mapper_for(embodiment, mapper), cameras)
         self.obs_request = self.mapper.obs_request
         self.connect_timeout = float(connect_timeout)
         self.request_timeout = float(request_timeout)
@@ -358,13 +363,6 @@ class RemotePolicy:
 
     def _wire(self, obs: Observation) -> dict[str, Any]:
         spec: EpisodeSpec | None = obs.get("episode")
-        if spec is not None and not self._explicit_mapper:
-            family = mapper_for_suite(spec.suite)
-            if family is not None and family != self.mapper.name:
-                raise ValueError(
-                    f"suite {spec.suite!r} uses the {family!r} observation layout but this policy maps {self.mapper.name!r}; "
-                    f"pass --policy-arg mapper={family}"
-                )
         message = self.mapper.to_wire(obs)
         if spec is not None and spec.key in self._started:
             message[EPISODE_KEY] = spec.key

@@ -249,7 +249,7 @@ def test_aloha_mapper_round_trip():
 
 def test_remote_policy_reproduces_local_policy_with_batching(random_server):
     specs = [spec(0), spec(1), spec(2)]
-    remote = RemotePolicy(url=f"ws://127.0.0.1:{random_server}", action_dim=7)
+    remote = RemotePolicy(url=f"ws://127.0.0.1:{random_server}", action_dim=7, embodiment="libero-panda")
     local = RandomPolicy(action_dim=7)
     try:
         assert remote.chunk_size == 10 and remote.obs_request.image_size == (224, 224)
@@ -269,15 +269,19 @@ def test_pi05_preset_returns_its_whole_horizon(random_server):
     from wambench.evaluate import build_policy
 
     # How many actions run per call is the protocol's `replan`, so the preset keeps all 10.
-    policy, args = build_policy("pi05", {"url": f"ws://127.0.0.1:{random_server}"}, action_dim=7)
+    policy, args = build_policy("pi05", {"url": f"ws://127.0.0.1:{random_server}"}, action_dim=7, embodiment="libero-panda")
     try:
         assert (policy.horizon, policy.execute, policy.chunk_size) == (10, None, 10)
         policy.reset([spec(0)])
         assert policy.act([harness_obs(spec(0))]).shape == (1, 10, 7)
-        with pytest.raises(ValueError, match="mapper=aloha"):
-            policy.act([harness_obs(spec(0, suite="robotwin_clean"))])
     finally:
         policy.close()
+    # The layout is the benchmark's robot's: a mapper that does not fit it is refused before connecting.
+    url = {"url": f"ws://127.0.0.1:{random_server}"}
+    with pytest.raises(ValueError, match="uses the 'aloha' observation layout.*mapper=aloha"):
+        build_policy("pi05", {**url, "mapper": "libero"}, action_dim=14, embodiment="aloha-agilex")
+    with pytest.raises(ValueError, match="no openpi observation layout is known for embodiment 'maniskill-panda'"):
+        build_policy("pi05", url, action_dim=7, embodiment="maniskill-panda")
 
 
 def test_pi0_preset_accepts_a_shorter_server_chunk_when_replan_fits(random_server):
@@ -285,7 +289,7 @@ def test_pi0_preset_accepts_a_shorter_server_chunk_when_replan_fits(random_serve
     from wambench.evaluate import apply_policy_defaults, build_policy
 
     # pi0's preset horizon is 50; this server returns 10 actions per call.
-    policy, _ = build_policy("pi0", {"url": f"ws://127.0.0.1:{random_server}"}, action_dim=7)
+    policy, _ = build_policy("pi0", {"url": f"ws://127.0.0.1:{random_server}"}, action_dim=7, embodiment="libero-panda")
     try:
         protocol = apply_policy_defaults(PROFILES["openpi"], policy, {}, "pi0")  # replan 5
         assert (policy.chunk_size, policy.min_actions, protocol.replan) == (50, 5, 5)
@@ -301,7 +305,7 @@ def test_pi0_preset_accepts_a_shorter_server_chunk_when_replan_fits(random_serve
 def test_dead_server_fails_fast_with_clear_message():
     port = free_port()
     with pytest.raises(RemotePolicyError, match=rf"no policy server at ws://127.0.0.1:{port}.*gave up after 1s"):
-        RemotePolicy(url=f"ws://127.0.0.1:{port}", action_dim=7, connect_timeout=1)
+        RemotePolicy(url=f"ws://127.0.0.1:{port}", action_dim=7, embodiment="libero-panda", connect_timeout=1)
 
 
 FAILING_POLICY = '''
@@ -341,7 +345,7 @@ def test_server_side_exception_reaches_the_client(tmp_path, monkeypatch):
             ws.recv(timeout=10)
         assert ws.close_code == 1011
 
-        remote = RemotePolicy(url=f"ws://127.0.0.1:{port}", action_dim=7)
+        remote = RemotePolicy(url=f"ws://127.0.0.1:{port}", action_dim=7, embodiment="libero-panda")
         with pytest.raises(RemotePolicyError, match=r"(?s)failed:.*kaboom in the served policy"):
             remote.act([{**harness_obs(spec(0)), "instruction": "explode"}])
         # The server survives its policy's failure.
@@ -352,7 +356,7 @@ def test_serve_shuts_down_cleanly_on_sigint_and_clients_get_a_clear_error(tmp_pa
     with served(tmp_path, "--policy", "noop") as (proc, port):
         client = openpi.WebsocketClientPolicy("127.0.0.1", port)
         client.infer(libero_obs())
-        remote = RemotePolicy(url=f"ws://127.0.0.1:{port}", action_dim=7, request_timeout=30)
+        remote = RemotePolicy(url=f"ws://127.0.0.1:{port}", action_dim=7, embodiment="libero-panda", request_timeout=30)
         remote.reset([spec(0)])
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)

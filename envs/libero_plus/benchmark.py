@@ -26,7 +26,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from wambench.envs.libero import LIBERO_SUITES, PROFILES as LIBERO_PROFILES, LiberoEnv, LiberoKnobs
+from wambench.envs.libero import LIBERO_EMBODIMENT, LIBERO_SUITES, PROFILES as LIBERO_PROFILES, LiberoEnv, LiberoKnobs
 from wambench.envs.libero_plus.assets import asset_sources, assets_dir, missing_assets, missing_assets_message, overlay_root
 from wambench.envs.libero_plus.noise import GLASS_BOUNDS, corrupt
 from wambench.envs.libero_plus.variants import (
@@ -93,9 +93,12 @@ class LiberoPlusBenchmark:
     suites: tuple[str, ...] = LIBERO_SUITES
     dimensions: tuple[str, ...] = tuple(DIMENSIONS)
     name: str = "libero-plus"
-    action_dim: int = 7
     profiles = PROFILES
     default_profile = DEFAULT_PROFILE
+    embodiment = LIBERO_EMBODIMENT
+
+    def action_dim(self, protocol: EvalProfile) -> int:
+        return 7  # LIBERO's OSC_POSE delta (6) + gripper
 
     def __post_init__(self):
         bad = [d for d in self.dimensions if d not in DIMENSIONS]

@@ -123,14 +123,17 @@ DEFAULT_PROFILE = "robotwin"
 class RoboTwinBenchmark:
     settings: tuple[str, ...] = ("demo_clean", "demo_randomized")
     name: str = "robotwin"
-    action_dim: int = ACTION_DIMS["qpos"]
     profiles = PROFILES
     default_profile = DEFAULT_PROFILE
+    embodiment = "aloha-agilex"  # the dual-arm AgileX robot; cameras head, left and right wrist
 
     def __post_init__(self):
         unknown = [s for s in self.settings if s not in SETTINGS]
         if unknown:
             raise ValueError(f"unknown RoboTwin setting(s) {unknown}; known: {', '.join(SETTINGS)}")
+
+    def action_dim(self, protocol: EvalProfile) -> int:
+        return ACTION_DIMS[protocol.extra.action_type]
 
     def task_names(self) -> list[str]:
         """Alphabetical, so task ids follow the rows of the paper's Table 12."""
@@ -143,7 +146,6 @@ class RoboTwinBenchmark:
 
     def episodes(self, protocol: EvalProfile, tasks: Sequence[int] | None, n_episodes: int | None) -> list[EpisodeSpec]:
         action_type = protocol.extra.action_type
-        self.action_dim = ACTION_DIMS[action_type]  # the runner checks policy chunks against it
         limits = task_step_limits()
         names = self.task_names()
         task_ids = range(len(names)) if tasks is None else tasks
