@@ -15,7 +15,7 @@ from wambench.policies import POLICIES
 from wambench.policies.baselines import NoopPolicy
 from wambench.protocol import EvalProfile
 from wambench.registry import UnknownNameError
-from wambench.types import ObsRequest, benchmark_action_dim
+from wambench.types import ObsRequest
 
 
 def wambench(*args: str) -> subprocess.CompletedProcess:
@@ -170,7 +170,7 @@ def test_image_size_rule_and_pure_action_dim():
     assert image_size_decision(PROFILES["lerobot"], policy)["decided_by"] == "policy (ObsRequest.image_size)"
     maniskill = build_benchmark("maniskill")
     joint = maniskill.profiles["maniskill"].with_overrides({"control_mode": "pd_joint_delta_pos"})
-    assert (benchmark_action_dim(maniskill, joint), benchmark_action_dim(maniskill, maniskill.profiles["maniskill"])) == (8, 7)
+    assert (maniskill.action_dim(joint), maniskill.action_dim(maniskill.profiles["maniskill"])) == (8, 7)
 
 
 def test_both_spellings_name_one_suite_and_one_policy():
