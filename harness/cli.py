@@ -250,9 +250,11 @@ def list_knobs(
         _fail(str(e))
     typer.echo(f"{name} profile {prof.name}: reproduces {prof.evaluator or '(no official evaluator)'}")
     typer.echo("override any with --knob KNOB=VALUE")
-    for knob, value, kind, source in prof.knobs():
-        shown = json.dumps(dict(value) if hasattr(value, "items") else value)
-        typer.echo(f"  {knob:<20} {shown:<44} {kind:<12} {source}")
+    rows = [(knob, json.dumps(dict(value) if hasattr(value, "items") else value), kind, source)
+            for knob, value, kind, source in prof.knobs()]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]  # columns as wide as their longest entry
+    for row in rows:
+        typer.echo(("  " + " ".join(cell.ljust(w) for cell, w in zip(row, widths)) + f" {row[3]}").rstrip())
 
 
 # Each topic keeps its commands in its own module (`register(app)` adds them);
