@@ -292,3 +292,36 @@ def test_real_episode_per_dimension_without_extra_assets_then_plain_libero(no_ex
     # background lost variants to missing assets: its row says so instead of passing for the whole dimension
     assert "| background (incomplete*) |" in report
     assert json.loads((tmp_path / "plus" / "manifest.json").read_text())["suite"] == "libero-plus-test"
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_sensor_noise_video_by_replay_equals_the_live_film_and_leaves_the_policy_noise_alone(no_extra_assets):
+    from wambench.replay import EpisodeLog
+    from wambench.types import ObsRequest
+    from wambench.worker import EpisodeExecutor
+
+    protocol = profile(max_steps=8, wait_steps=1, missing_assets="skip")
+    bench = lp.LiberoPlusBenchmark(suites=("libero_spatial",), dimensions=("noise",))
+    spec = bench.episodes(protocol, None, None)[0]
+    executor = EpisodeExecutor(bench, protocol, ObsRequest(cameras=("agentview",), state=True))
+
+    class Frames(list):
+        add = list.append
+
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, 7)).astype(np.float32)
+    try:
+        filmed, unfilmed = Frames(), []
+        for film in (filmed, None):  # the policy's noisy images must not depend on whether the episode is filmed
+            ready = executor.reset(spec, film)
+            out = executor.act(actions[:4], 8)
+            unfilmed.append([ready.obs["images"]["agentview"], out.obs["images"]["agentview"]])
+            last = executor.act(actions[4:], 4)
+        assert all(np.array_equal(a, b) for a, b in zip(*unfilmed))
+        log = EpisodeLog(spec, protocol.to_dict(), actions, [4, 4], last.success, last.final_state)
+        for restart in (True, False):  # the worker's restart and a full reset film the same
+            replayed = Frames()
+            assert not executor.replay(log, replayed, restart=restart).diverged
+            assert len(replayed) == len(filmed) == 6 and all(np.array_equal(a, b) for a, b in zip(filmed, replayed))
+    finally:
+        executor.close()

@@ -312,12 +312,21 @@ class LiberoPlusEnv(LiberoEnv):
         # Upstream draws from the global numpy RNG (seeded once per task by the evaluator, then shared
         # with everything else that draws); ours is per episode and seeded, with the same calls.
         self._rng = np.random.RandomState([self._spec.seed, self._spec.task_id])
+        # Video frames draw their own noise: filming never shifts what the policy sees, and a video
+        # filmed by replay (no policy observations) shows the frames a live one would.
+        self._video_rng = np.random.RandomState([self._spec.seed, self._spec.task_id, 1])
 
     def _camera(self, camera: str) -> np.ndarray:
+        return self._corrupted(camera, self._rng)
+
+    def video_frame(self) -> np.ndarray:
+        return self._corrupted("agentview", self._video_rng)
+
+    def _corrupted(self, camera: str, rng: np.random.RandomState) -> np.ndarray:
         image = super()._camera(camera)
         if camera != "agentview" or not self._noise:
             return image
         # Upstream corrupts the raw render, before the 180-degree rotation.
         if self.protocol.rotate_180:
-            return np.ascontiguousarray(corrupt(image[::-1, ::-1], self._noise, self._rng, self._glass)[::-1, ::-1])
-        return corrupt(image, self._noise, self._rng, self._glass)
+            return np.ascontiguousarray(corrupt(image[::-1, ::-1], self._noise, rng, self._glass)[::-1, ::-1])
+        return corrupt(image, self._noise, rng, self._glass)
