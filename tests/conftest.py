@@ -18,6 +18,14 @@ def wambench_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "wambench.cli", *map(str, args)]
 
 
+def terminal_signals() -> None:
+    """Popen's preexec_fn for a child that Ctrl-C must reach: a shell running the tests in the background
+    (`make test &`) ignores SIGINT for it, and an ignored SIGINT is inherited and then never raises."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, check: bool = True, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         wambench_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REPO, wambench_cmd
+from conftest import REPO, terminal_signals, wambench_cmd
 from test_runner_fake import by_key, run_fake
 from wambench.cli import app
 from wambench.records import EpisodeRecord
@@ -382,7 +382,7 @@ def start_hanging_eval(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
             "--knob", "crash_on=fake/0/0", "--knob", "crash=hang", "--knob", "crash_at=1", "--knob", "crash_times=1",
             "--knob", f"crash_dir={marks}"]
     proc = subprocess.Popen(wambench_cmd(*args), cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=terminal_signals)
     deadline = time.time() + 120
     while time.time() < deadline and not any(marks.rglob("0-*")):
         assert proc.poll() is None, proc.communicate()
@@ -406,7 +406,11 @@ def test_workers_do_not_outlive_a_killed_main_process(tmp_path: Path):
 def test_ctrl_c_stops_without_worker_tracebacks(tmp_path: Path):
     proc, _ = start_hanging_eval(tmp_path)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole foreground group
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # never leave a hung eval behind a failed test
     assert proc.returncode != 0
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, read_records, run_cli, wambench_cmd
+from conftest import REPO, read_records, run_cli, terminal_signals, wambench_cmd
 from wambench.registry import Registry, UnknownNameError
 from wambench.reports.compare import compare_runs
 from wambench.reports.html import run_html
@@ -246,7 +246,7 @@ def test_ctrl_c_saves_episodes_and_says_how_to_resume_without_a_traceback(readme
                        "--knob", "step_s=0.2", "--video", "none", "--no-report", "--out", tmp_path / "r")
     # Its own process group, signalled as a whole: what Ctrl-C in a terminal does (workers get SIGINT too).
     proc = subprocess.Popen(cmd, cwd=readme["root"], env=readme["env"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, preexec_fn=terminal_signals)
     lines = []
     for line in proc.stdout:
         lines.append(line)
