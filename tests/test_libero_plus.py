@@ -294,34 +294,59 @@ def test_real_episode_per_dimension_without_extra_assets_then_plain_libero(no_ex
     assert json.loads((tmp_path / "plus" / "manifest.json").read_text())["suite"] == "libero-plus-test"
 
 
+# Runs in its own process: LIBERO-Plus cannot load where plain LIBERO already has (as in this test process).
+NOISE_FILM_CHECK = r"""
+import json
+import numpy as np
+from wambench.gl import configure_gl
+configure_gl()
+from wambench.envs import libero_plus as lp
+from wambench.replay import EpisodeLog
+from wambench.types import ObsRequest
+from wambench.worker import EpisodeExecutor
+
+protocol = lp.PROFILES[lp.DEFAULT_PROFILE].with_overrides(
+    {"subset": "all", "max_steps": 8, "wait_steps": 1, "missing_assets": "skip"})
+bench = lp.LiberoPlusBenchmark(suites=("libero_spatial",), dimensions=("noise",))
+spec = bench.episodes(protocol, None, None)[0]
+executor = EpisodeExecutor(bench, protocol, ObsRequest(cameras=("agentview",), state=True))
+
+
+class Frames(list):
+    add = list.append
+
+
+actions = np.random.default_rng(0).uniform(-1, 1, (8, 7)).astype(np.float32)
+filmed, seen = Frames(), []
+for film in (filmed, None):  # the policy's noisy images must not depend on whether the episode is filmed
+    ready = executor.reset(spec, film)
+    out = executor.act(actions[:4], 8)
+    seen.append([ready.obs["images"]["agentview"], out.obs["images"]["agentview"]])
+    last = executor.act(actions[4:], 4)
+log = EpisodeLog(spec, protocol.to_dict(), actions, [4, 4], last.success, last.final_state)
+result = {"noisy": bool(spec.extra["dimension"] == "noise"), "frames": len(filmed),
+          "policy_images_equal": all(np.array_equal(a, b) for a, b in zip(*seen))}
+for restart in (True, False):  # the worker's restart and a full reset film the same
+    replayed = Frames()
+    check = executor.replay(log, replayed, restart=restart)
+    result[f"restart={restart}"] = {"diverged": check.diverged, "frames": len(replayed),
+                                    "equal": all(np.array_equal(a, b) for a, b in zip(filmed, replayed))}
+executor.close()
+print("RESULT " + json.dumps(result))
+"""
+
+
 @pytest.mark.sim
 @pytest.mark.slow
 def test_sensor_noise_video_by_replay_equals_the_live_film_and_leaves_the_policy_noise_alone(no_extra_assets):
-    from wambench.replay import EpisodeLog
-    from wambench.types import ObsRequest
-    from wambench.worker import EpisodeExecutor
+    import os
+    import subprocess
 
-    protocol = profile(max_steps=8, wait_steps=1, missing_assets="skip")
-    bench = lp.LiberoPlusBenchmark(suites=("libero_spatial",), dimensions=("noise",))
-    spec = bench.episodes(protocol, None, None)[0]
-    executor = EpisodeExecutor(bench, protocol, ObsRequest(cameras=("agentview",), state=True))
-
-    class Frames(list):
-        add = list.append
-
-    actions = np.random.default_rng(0).uniform(-1, 1, (8, 7)).astype(np.float32)
-    try:
-        filmed, unfilmed = Frames(), []
-        for film in (filmed, None):  # the policy's noisy images must not depend on whether the episode is filmed
-            ready = executor.reset(spec, film)
-            out = executor.act(actions[:4], 8)
-            unfilmed.append([ready.obs["images"]["agentview"], out.obs["images"]["agentview"]])
-            last = executor.act(actions[4:], 4)
-        assert all(np.array_equal(a, b) for a, b in zip(*unfilmed))
-        log = EpisodeLog(spec, protocol.to_dict(), actions, [4, 4], last.success, last.final_state)
-        for restart in (True, False):  # the worker's restart and a full reset film the same
-            replayed = Frames()
-            assert not executor.replay(log, replayed, restart=restart).diverged
-            assert len(replayed) == len(filmed) == 6 and all(np.array_equal(a, b) for a, b in zip(filmed, replayed))
-    finally:
-        executor.close()
+    proc = subprocess.run([sys.executable, "-c", NOISE_FILM_CHECK], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ))
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+    assert result["noisy"] and result["frames"] == 6 and result["policy_images_equal"]
+    for restart in (True, False):
+        assert result[f"restart={restart}"] == {"diverged": False, "frames": 6, "equal": True}, result
