@@ -128,3 +128,20 @@ def test_wilson_interval_known_values():
     lo, hi = wilson_interval(0, 2)
     assert lo == 0.0 and hi == pytest.approx(0.6576, abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_half_precision_on_a_cpu_warns_when_it_is_slow(monkeypatch):
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    from wambench.policies.wam import loading
+
+    assert 0.2 < loading.half_precision_slowdown(torch.float32) < 5  # the measurement compares like with like
+    monkeypatch.setattr(loading, "half_precision_slowdown", lambda dtype: 60.0)  # what an AVX2 CPU measures
+    with pytest.warns(RuntimeWarning, match=r"torch.bfloat16 matrix products run 60x slower than fp32 on this CPU"):
+        assert loading.device_and_dtype("cpu", "bf16") == ("cpu", torch.bfloat16)
+    monkeypatch.setattr(loading, "half_precision_slowdown", lambda dtype: 1.5)  # native bf16 kernels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loading.device_and_dtype("cpu", "bf16") == ("cpu", torch.bfloat16)
+        assert loading.device_and_dtype("cpu", None) == ("cpu", torch.float32)  # fp32 is never measured

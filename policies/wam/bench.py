@@ -128,9 +128,9 @@ def run_latency(req: LatencyRequest, log: Callable[[str], None] = print) -> Late
     device = torch.device(req.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda requested but torch sees no CUDA device")
-    from wambench.policies.wam.loading import parse_dtype
+    from wambench.policies.wam.loading import device_and_dtype
 
-    dtype = parse_dtype(req.dtype or ("bf16" if device.type == "cuda" else "fp32"))
+    _, dtype = device_and_dtype(device.type, req.dtype)
     use_compile = req.compile if req.compile is not None else device.type == "cuda"
     spec, model = build_random_model(req, device, dtype, log)
     text_len = req.text_len or (spec.text_len if req.size == "real" else 97)
