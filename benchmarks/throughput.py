@@ -7,7 +7,7 @@ and its dependencies import) and prints, per variant:
   policy share  time inside Policy.act / wall time (a GPU-utilisation proxy)
   mean batch    observations per Policy.act call (lock-step batching across workers)
 
-    python benchmarks/throughput.py --episodes 8 --max-steps 60
+    python benchmarks/throughput.py --episodes 8 --max-steps 60 --rounds 3
     python benchmarks/throughput.py --executor ray --workers 1,2,4
 
 On a shared machine absolute numbers drift with load; compare within one
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -79,29 +80,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--policies", default="noop,imagewam_tiny")
     ap.add_argument("--executor", default="local", choices=("local", "ray"))
+    ap.add_argument("--rounds", type=int, default=3, help="every variant once per round, order alternating")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args(argv)
 
-    rows: list[Row] = []
+    variants = []
+    for policy in args.policies.split(","):
+        why = available(policy)
+        if why:
+            print(f"skipping {policy}: {why}", file=sys.stderr)
+            continue
+        variants += [(policy, int(w)) for w in args.workers.split(",")]
+    runs: dict[tuple[str, int], list[Row]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="wambench-throughput-") as tmp:
-        for policy in args.policies.split(","):
-            why = available(policy)
-            if why:
-                print(f"skipping {policy}: {why}", file=sys.stderr)
-                continue
-            for workers in (int(w) for w in args.workers.split(",")):
+        for r in range(args.rounds):
+            # Alternate the order round by round, so a drifting machine load hits every variant alike.
+            for policy, workers in (variants if r % 2 == 0 else list(reversed(variants))):
                 row = measure(policy, workers, args, Path(tmp))
-                print(json.dumps(asdict(row)), file=sys.stderr, flush=True)
-                rows.append(row)
+                print(json.dumps({"round": r, **asdict(row)}), file=sys.stderr, flush=True)
+                runs[(policy, workers)].append(row)
 
-    print("| policy | executor | workers | episodes | wall s | eps/h | x vs 1 worker | policy share | mean batch | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"median (range) of {args.rounds} rounds")
+    print("| policy | executor | workers | episodes | eps/h | x vs 1 worker | policy share | mean batch | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
     base: dict[str, float] = {}
-    for r in rows:
-        base.setdefault(r.policy, r.eps_per_hour)
-        speedup = r.eps_per_hour / base[r.policy]
-        print(f"| {r.policy} | {r.executor} | {r.workers} | {r.episodes} | {r.wall_s} | {r.eps_per_hour} | "
-              f"{speedup:.2f} | {100 * r.policy_share:.1f}% | {r.mean_batch} | {r.errors} |")
+    rows: list[Row] = []
+    for (policy, workers), done in runs.items():
+        eph = [r.eps_per_hour for r in done]
+        med = statistics.median(eph)
+        base.setdefault(policy, med)
+        rows += done
+        print(f"| {policy} | {args.executor} | {workers} | {done[0].episodes} | {med:.0f} ({min(eph):.0f}–{max(eph):.0f}) | "
+              f"{med / base[policy]:.2f} | {100 * statistics.median(r.policy_share for r in done):.1f}% | "
+              f"{statistics.median(r.mean_batch for r in done)} | {sum(r.errors for r in done)} |")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
     return 0
