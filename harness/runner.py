@@ -15,7 +15,6 @@ the worker replaying the logged actions.
 
 from __future__ import annotations
 
-import errno
 import multiprocessing as mp
 import os
 import signal
@@ -447,10 +446,10 @@ class Runner:
         try:
             log.save(path)
         except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise DiskFull(e.errno, f"no space left on device for {path}: episode {spec.key} was not recorded; "
-                                    "free space and run the same command again to resume") from None
+            full = DiskFull.of(e, path, f"episode {spec.key} was not recorded")
+            if full:
+                raise full from None
+            raise
         if self.video.records_anything and slot.error is None and self.video.keep(spec, slot.success):
             slot.filming = True
             self._send(slot, W.Render(log, str(video_path(self.store.root, spec, slot.success))), W.Rendered)

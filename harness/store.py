@@ -56,6 +56,15 @@ class RunLocked(RuntimeError):
 class DiskFull(OSError):
     """The disk filled up; the message says what was not written and how to continue."""
 
+    @classmethod
+    def of(cls, error: OSError, path: os.PathLike[str] | str, lost: str = "") -> "DiskFull | None":
+        """`error` as a DiskFull naming `path` (and the episode `lost` with it) when the disk is full, else None."""
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return None
+        what = f": {lost}; free space and run the same command again to resume" if lost else \
+            "; free space and run the same command again"
+        return cls(error.errno, f"no space left on device for {path}{what}")
+
 
 class RunStore:
     def __init__(self, root: str | os.PathLike[str]):
@@ -185,10 +194,9 @@ class RunStore:
             except OSError as e:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, size)  # no half record left behind
-                if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise DiskFull(e.errno, f"no space left on device for {self.episodes_path}: episode "
-                                   f"{data.get('key')} was not recorded; free space and run the same command "
-                                   "again to resume") from None
+                full = DiskFull.of(e, self.episodes_path, f"episode {data.get('key')} was not recorded")
+                if full:
+                    raise full from None
                 raise
         finally:
             os.close(fd)
@@ -315,8 +323,9 @@ def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFull(e.errno, f"no space left on device for {path}; free space and run the same command again") from None
+        full = DiskFull.of(e, path)
+        if full:
+            raise full from None
         raise
     os.replace(tmp, path)
 
