@@ -23,9 +23,10 @@ from wambench.types import EpisodeSpec, ObsRequest, StepOutcome, TaskInfo
 
 LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
 
-# Camera names policies ask for -> robosuite camera names.
 # Franka Panda under OSC_POSE, cameras agentview + wrist, 8-d state (eef pos, axis-angle, gripper qpos).
 LIBERO_EMBODIMENT = "libero-panda"
+
+# Camera names policies ask for -> robosuite camera names.
 CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 
 # Gripper -1 = open in LIBERO's OSC_POSE action space.
@@ -578,6 +579,10 @@ class LiberoEnv:
         self._obs = self._env.set_init_state(self._init_states[spec.init_state])
         self._spec = spec
         self._start = EpisodeStart.capture(self._env.env)
+        self._begin_episode()
+
+    def _begin_episode(self) -> None:
+        """Per-episode state outside the simulator, set again whenever the episode starts (reset or restart)."""
 
     def restart(self) -> None:
         """Start the current episode again from its first state, without a hard reset.
@@ -601,6 +606,7 @@ class LiberoEnv:
         self._start.restore(robosuite_env)
         self._obs = self._env.set_init_state(self._init_states[self._spec.init_state])
         self._start.restore_warmstart(robosuite_env)
+        self._begin_episode()
 
     def _sequential_states(self, spec: EpisodeSpec) -> "SequentialSeeds":
         key = (spec.suite, spec.task_id, spec.seed)

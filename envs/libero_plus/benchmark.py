@@ -299,16 +299,8 @@ class LiberoPlusEnv(LiberoEnv):
         states = torch.load(path, weights_only=False)
         return str(root / "bddl_files" / spec.suite / f"{spec.task_name}.bddl"), (states.reshape(1, -1) if flat else states)
 
-    def reset(self, spec: EpisodeSpec) -> None:
-        super().reset(spec)
-        self._noise = parse_env_name(spec.task_name)["noise"]
-        self._seed_noise()
-
-    def restart(self) -> None:
-        super().restart()
-        self._seed_noise()
-
-    def _seed_noise(self) -> None:
+    def _begin_episode(self) -> None:
+        self._noise = parse_env_name(self._spec.task_name)["noise"]
         # Upstream draws from the global numpy RNG (seeded once per task by the evaluator, then shared
         # with everything else that draws); ours is per episode and seeded, with the same calls.
         self._rng = np.random.RandomState([self._spec.seed, self._spec.task_id])
